@@ -1,0 +1,8 @@
+"""Environments: the imagined latent env and the Newton locomotion tasks.
+
+The locomotion tasks import Newton/Warp lazily, when a task is built.
+"""
+
+from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
+
+__all__ = ["ImaginedLatentEnv"]

@@ -1,0 +1,91 @@
+"""An imagined latent env: a world model rolled out as a TorchRL ``ModelBasedEnvBase``."""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.data import Bounded, Composite, Unbounded
+from torchrl.envs.model_based import ModelBasedEnvBase
+
+from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
+from torchrl_flowmbpo.modules.world_model_operators import world_model_wrapper
+
+__all__ = ["ImaginedLatentEnv"]
+
+
+class ImaginedLatentEnv(ModelBasedEnvBase):
+    """Rolls a latent world model forward under a policy, keeping gradients through ``rollout()``.
+
+    The specs are unbatched, so the env accepts start latents of any batch shape (a replay batch
+    ``[B]`` or ``[B, T]``). Imagined episodes never end: ``done``/``terminated`` stay False and
+    the predicted termination logit of each transition is an observation
+    (``("next", "termination_logit")``), from which losses build continue weights.
+
+    Args:
+        world_model: the latent world model (MLP or flow).
+
+    Keyword Args:
+        device: device of the specs; defaults to the world model's.
+
+    Examples:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.envs.utils import check_env_specs
+        >>> from torchrl_flowmbpo.modules.models import FlowWorldModel
+        >>> wm = FlowWorldModel(4, 2, latent_dim=16, units=(32,), encoder_units=(32,))
+        >>> env = ImaginedLatentEnv(wm)
+        >>> check_env_specs(env)
+        >>> start = TensorDict(latent=wm.encode(torch.randn(5, 4)), batch_size=[5])
+        >>> traj = env.rollout(16, tensordict=start, auto_reset=True,
+        ...                    break_when_any_done=False, return_contiguous=True)
+        >>> traj["next", "reward"].shape
+        torch.Size([5, 16, 1])
+    """
+
+    def __init__(
+        self, world_model: LatentWorldModel, *, device: torch.device | str | None = None
+    ) -> None:
+        if device is None:
+            device = next(world_model.parameters()).device
+        super().__init__(
+            world_model_wrapper(world_model), device=device, allow_done_after_reset=True
+        )
+        self.latent_world_model = world_model
+        latent_dim, action_dim = world_model.latent_dim, world_model.action_dim
+        observation = {"latent": Unbounded((latent_dim,), device=device)}
+        if world_model.has_termination:
+            observation["termination_logit"] = Unbounded((1,), device=device)
+        self.observation_spec = Composite(observation, device=device)
+        self.state_spec = Composite(latent=Unbounded((latent_dim,), device=device), device=device)
+        self.action_spec = Bounded(-1.0, 1.0, (action_dim,), device=device)
+        self.reward_spec = Unbounded((1,), device=device)
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        if tensordict is None or "latent" not in tensordict:
+            shape = self.batch_size if tensordict is None else tensordict.batch_size
+            out = self._random_start(shape)
+        else:
+            # .select keeps the autograd link to the start latent.
+            out = tensordict.select("latent")
+        if self.latent_world_model.has_termination:
+            out.set("termination_logit", out["latent"].new_zeros(*out.batch_size, 1))
+        out.update(self.full_done_spec.zero(out.batch_size))
+        return out
+
+    def _random_start(self, shape: torch.Size) -> TensorDictBase:
+        """Random on-manifold latents (a SimNorm of Gaussian noise), for spec checks."""
+        out = self.state_spec.rand(shape)
+        group = self.latent_world_model.simnorm_group
+        latent = out["latent"]
+        grouped = latent.reshape(*latent.shape[:-1], -1, group).softmax(-1)
+        out["latent"] = grouped.reshape(latent.shape)
+        return out
+
+    def any_done(self, tensordict: TensorDictBase) -> bool:
+        # Imagined episodes never end; skipping the check avoids a host sync per step.
+        return False
+
+    def maybe_reset(self, tensordict: TensorDictBase) -> TensorDictBase:
+        return tensordict
+
+    def _set_seed(self, seed: int | None) -> None:
+        """Imagination is seeded through torch's global RNG (the policy samples from it)."""
