@@ -1,0 +1,104 @@
+"""Locomotion tasks (Ant, Anymal, Humanoid) as batched TorchRL envs on Newton physics.
+
+Importing this package does not import ``newton`` or ``warp``: they load when an env is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from torchrl_flowmbpo.envs.locomotion.ant import AntEnv
+from torchrl_flowmbpo.envs.locomotion.anymal import AnymalEnv
+from torchrl_flowmbpo.envs.locomotion.base import LocomotionEnv
+from torchrl_flowmbpo.envs.locomotion.humanoid import HumanoidEnv
+
+__all__ = [
+    "TASKS",
+    "AntEnv",
+    "AnymalEnv",
+    "HumanoidEnv",
+    "LocomotionEnv",
+    "make_env",
+    "task_kwargs",
+]
+
+#: Task name -> env class.
+TASKS: dict[str, type[LocomotionEnv]] = {
+    "ant": AntEnv,
+    "anymal": AnymalEnv,
+    "humanoid": HumanoidEnv,
+}
+
+# Set by make_env itself, so not accepted in **task_kwargs.
+_FACTORY_ARGS = ("num_envs", "device", "seed")
+
+
+def task_kwargs(name: str) -> tuple[str, ...]:
+    """Names of the keyword arguments a task accepts (besides ``num_envs``/``device``/``seed``).
+
+    Args:
+        name: task name, a key of :data:`TASKS`.
+    """
+    cls = _task_class(name)
+    names: set[str] = set()
+    for klass in (cls, LocomotionEnv):
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.add(p.name)
+    return tuple(sorted(names - set(_FACTORY_ARGS)))
+
+
+def _task_class(name: str) -> type[LocomotionEnv]:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"Unknown task {name!r}; available tasks: {sorted(TASKS)}.") from None
+
+
+def make_env(
+    name: str,
+    *,
+    num_envs: int,
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
+    **task_kwargs_: Any,
+) -> LocomotionEnv:
+    """Build a batched locomotion env.
+
+    Args:
+        name: task name: ``"ant"``, ``"anymal"`` or ``"humanoid"``.
+
+    Keyword Args:
+        num_envs: number of parallel worlds; the env's ``batch_size`` is ``[num_envs]``.
+        device: device of the simulator and of every tensor (``"cpu"`` or ``"cuda:N"``).
+        seed: seed of the env's generator; ``None`` draws a random one.
+        **task_kwargs_: task parameters (see the task classes and :func:`task_kwargs`), e.g.
+            ``episode_length``, ``termination_height``, ``action_scale``, ``reset_noise``.
+
+    Returns:
+        A TorchRL ``EnvBase`` with keys ``"observation"``, ``"action"`` (bounded to [-1, 1]),
+        ``("next", "reward")`` and ``"done"``/``"terminated"``/``"truncated"``.
+
+    Raises:
+        ValueError: for an unknown task name or an unknown task keyword argument.
+
+    Examples:
+        >>> import torch
+        >>> from torchrl_flowmbpo.envs.locomotion import make_env
+        >>> env = make_env("ant", num_envs=4, seed=0)
+        >>> td = env.rollout(3, break_when_any_done=False)
+        >>> td["next", "observation"].shape
+        torch.Size([4, 3, 37])
+        >>> td["next", "reward"].dtype
+        torch.float32
+    """
+    allowed = task_kwargs(name)
+    unknown = sorted(set(task_kwargs_) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"Unknown keyword argument(s) {unknown} for task {name!r}; allowed: {list(allowed)}."
+        )
+    return TASKS[name](num_envs, device=device, seed=seed, **task_kwargs_)

@@ -1,0 +1,267 @@
+"""Shared batched TorchRL env for the dflex-style locomotion tasks on Newton.
+
+Every task has the same observation pattern (after dflex's Ant/Anymal/Humanoid):
+
+=============  =====================================================================
+slice          content
+=============  =====================================================================
+``[0]``        torso height (root origin z)
+``[1:5]``      torso quaternion, xyzw, identity = upright facing +x
+``[5:8]``      torso linear velocity, world frame (``[5]`` = forward velocity v_x)
+``[8:11]``     torso angular velocity, world frame
+``[11:11+J]``  joint angles
+next ``J``     0.1 x joint velocities
+next 1         up projection (z component of the torso up axis)
+next 1         heading projection (torso forward axis . horizontal direction to a far +x target)
+last ``J``     previous (clipped) action
+=============  =====================================================================
+
+Subclasses provide the robot (:meth:`LocomotionEnv._add_robot`), the per-DoF torque scale and
+the reward (:meth:`LocomotionEnv._reward`, a function of the pre-step observation and the
+clipped action).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator
+
+__all__ = ["LocomotionEnv", "quat_mul", "quat_rotate"]
+
+# dflex's target sits 10 km away along the forward axis.
+_TARGET_X = 10000.0
+
+
+def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hamilton product of xyzw quaternions, batched over leading dims."""
+    ax, ay, az, aw = a.unbind(-1)
+    bx, by, bz, bw = b.unbind(-1)
+    return torch.stack(
+        (
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ),
+        dim=-1,
+    )
+
+
+def quat_rotate(q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors ``v`` by xyzw quaternions ``q`` (both batched over leading dims)."""
+    xyz, w = q[..., :3], q[..., 3:]
+    t = 2.0 * torch.linalg.cross(xyz, v, dim=-1)
+    return v + w * t + torch.linalg.cross(xyz, t, dim=-1)
+
+
+class LocomotionEnv(EnvBase):
+    """Batched locomotion env: ``num_envs`` Newton worlds behind one TorchRL ``EnvBase``.
+
+    Each env step clips the action to [-1, 1], scales it into joint torques, advances the
+    physics by ``substeps * sim_dt`` (1/60 s by default), and returns the new observation,
+    the reward of the pre-step observation and clipped action, and the done flags.
+    A world is *terminated* when its torso drops below ``termination_height`` or its state is
+    non-finite or exceeds 1e6 in magnitude (such a world is reset on the spot, and its
+    returned observation is the last finite one); it is *truncated* after ``episode_length``
+    steps.
+
+    Args:
+        num_envs: number of parallel worlds (the env's batch size).
+
+    Keyword Args:
+        device: device of the simulator and of every tensor.
+        seed: seed of the env's generator (reset noise). ``None`` draws a random seed.
+        episode_length: steps before truncation.
+        termination_height: torso height under which an episode terminates.
+        action_scale: multiplier applied to the task's per-joint torque scale (gear).
+        reset_noise: multiplier of dflex's uniform reset noise (base position ±0.1 m, rotation
+            up to 7.5° about a random axis, joint angles ±0.2 rad, velocities ±0.25); 0
+            disables it.
+        start_height: torso height of the initial pose, before noise.
+        sim_dt: physics time step in seconds.
+        substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
+        capture: replay a captured Warp graph (faster; results are bit-identical).
+    """
+
+    #: Joint torque per unit action, per actuated DoF, before ``action_scale``.
+    gear: tuple[float, ...] = ()
+    #: Default (standing) joint angles.
+    default_joint_q: tuple[float, ...] = ()
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        episode_length: int = 1000,
+        termination_height: float,
+        action_scale: float = 1.0,
+        reset_noise: float = 1.0,
+        start_height: float,
+        sim_dt: float = 1.0 / 240.0,
+        substeps: int = 4,
+        capture: bool = True,
+    ) -> None:
+        device = torch.device(device)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.num_envs = int(num_envs)
+        self.episode_length = int(episode_length)
+        self.termination_height = float(termination_height)
+        self.action_scale = float(action_scale)
+        self.reset_noise = float(reset_noise)
+        self.start_height = float(start_height)
+        self.dt = float(sim_dt) * int(substeps)
+
+        self.sim = NewtonSimulator(
+            self._add_robot,
+            self.num_envs,
+            device=device,
+            sim_dt=sim_dt,
+            substeps=substeps,
+            capture=capture,
+        )
+        self.num_joints = len(self.default_joint_q)
+        if self.sim.nqd != 6 + self.num_joints or len(self.gear) != self.num_joints:
+            raise RuntimeError(
+                f"{type(self).__name__}: the model has {self.sim.nqd - 6} joint DoFs, "
+                f"expected {self.num_joints} with {len(self.gear)} gears."
+            )
+        self._torque_scale = self.action_scale * torch.tensor(
+            self.gear, dtype=torch.float32, device=device
+        )
+        self.obs_dim = 13 + 3 * self.num_joints
+        self._forward = torch.tensor([1.0, 0.0, 0.0], device=device)
+        self._rng = torch.Generator(device=device)
+        self._set_seed(seed)
+        self._step_count = torch.zeros(self.num_envs, dtype=torch.long, device=device)
+        self._prev_action = torch.zeros(self.num_envs, self.num_joints, device=device)
+        self._obs = self._observe()
+        self._make_specs()
+
+    # ----------------------------------------------------------------- task hooks
+    def _add_robot(self, builder: Any) -> None:
+        """Add one robot, in its default pose at ``start_height``, to a ``newton.ModelBuilder``."""
+        raise NotImplementedError
+
+    def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Reward ``[N]`` of the pre-step observation ``[N, obs]`` and clipped action ``[N, A]``."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- specs
+    def _make_specs(self) -> None:
+        n, d = self.num_envs, self.device
+        self.observation_spec = Composite(
+            observation=Unbounded((n, self.obs_dim), dtype=torch.float32, device=d),
+            shape=(n,),
+            device=d,
+        )
+        self.action_spec = Bounded(-1.0, 1.0, (n, self.num_joints), dtype=torch.float32, device=d)
+        self.reward_spec = Unbounded((n, 1), dtype=torch.float32, device=d)
+        flag = Categorical(2, (n, 1), dtype=torch.bool, device=d)
+        self.done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(n,), device=d
+        )
+
+    # ----------------------------------------------------------------- observation
+    def _observe(self) -> torch.Tensor:
+        q, qd = self.sim.joint_q, self.sim.joint_qd
+        quat = q[:, 3:7]
+        # Up-axis z component of R(q) e_z, in closed form.
+        up = 1.0 - 2.0 * (quat[:, 0:1] ** 2 + quat[:, 1:2] ** 2)
+        heading_vec = quat_rotate(quat, self._forward.expand(self.num_envs, 3))
+        to_target = torch.stack((_TARGET_X - q[:, 0], -q[:, 1], torch.zeros_like(q[:, 0])), dim=-1)
+        to_target = to_target / to_target.norm(dim=-1, keepdim=True)
+        heading = (heading_vec * to_target).sum(-1, keepdim=True)
+        joints = (q[:, 7:], 0.1 * qd[:, 6:])
+        return torch.cat((q[:, 2:3], quat, qd[:, 0:6], *joints, up, heading, self._prev_action), -1)
+
+    # ----------------------------------------------------------------- TorchRL API
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get("action").clamp(-1.0, 1.0)
+        obs_prev = self._obs
+        reward = self._reward(obs_prev, action)
+        self.sim.joint_f[:, 6:].copy_(action * self._torque_scale)
+        self.sim.simulate()
+        self._step_count += 1
+        self._prev_action = action.clone()
+
+        invalid = self.sim.invalid_worlds()
+        obs = self._observe()
+        if invalid.any():
+            # Never hand out a diverged state: keep the last finite observation and put the
+            # world back into its initial pose now, so NaN cannot survive into later steps.
+            obs = torch.where(invalid.unsqueeze(-1), obs_prev, obs)
+            self.sim.reset_worlds(invalid)
+        terminated = (obs[:, 0] < self.termination_height) | invalid
+        truncated = self._step_count >= self.episode_length
+        self._obs = obs
+        return TensorDict(
+            {
+                "observation": obs.clone(),
+                "reward": reward.unsqueeze(-1),
+                "done": (terminated | truncated).unsqueeze(-1),
+                "terminated": terminated.unsqueeze(-1),
+                "truncated": truncated.unsqueeze(-1),
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            mask = mask.reshape(self.num_envs)
+        q, qd = self._noisy_initial_state()
+        self.sim.reset_worlds(mask, q, qd)
+        self._step_count.masked_fill_(mask, 0)
+        self._prev_action.masked_fill_(mask.unsqueeze(-1), 0.0)
+        obs = self._observe()
+        self._obs = torch.where(mask.unsqueeze(-1), obs, self._obs)
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        return TensorDict(
+            {
+                "observation": self._obs.clone(),
+                "done": false.clone(),
+                "terminated": false.clone(),
+                "truncated": false,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Initial pose plus dflex's uniform noise, drawn for every world (masked later)."""
+        q = self.sim.default_q.clone()
+        qd = self.sim.default_qd.clone()
+        s = self.reset_noise
+        if s == 0.0:
+            return q, qd
+        n, g, d = self.num_envs, self._rng, self.device
+
+        def uniform(*shape: int) -> torch.Tensor:
+            return 2.0 * torch.rand(*shape, generator=g, device=d) - 1.0
+
+        q[:, 0:3] += s * 0.1 * uniform(n, 3)
+        angle = s * (math.pi / 24.0) * uniform(n, 1)
+        axis = torch.nn.functional.normalize(uniform(n, 3), dim=-1)
+        dq = torch.cat((axis * torch.sin(0.5 * angle), torch.cos(0.5 * angle)), dim=-1)
+        q[:, 3:7] = quat_mul(q[:, 3:7], dq)
+        q[:, 7:] += s * 0.2 * uniform(n, self.sim.nq - 7)
+        qd += s * 0.25 * uniform(n, self.sim.nqd)
+        return q, qd
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            self._rng.seed()
+        else:
+            self._rng.manual_seed(int(seed))
