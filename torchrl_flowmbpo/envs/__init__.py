@@ -4,5 +4,6 @@ The locomotion tasks import Newton/Warp lazily, when a task is built.
 """
 
 from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
+from torchrl_flowmbpo.envs.locomotion import TASKS, make_env
 
-__all__ = ["ImaginedLatentEnv"]
+__all__ = ["TASKS", "ImaginedLatentEnv", "make_env"]
