@@ -1,0 +1,260 @@
+"""Plain ``nn.Module`` maths of the actors and the critic (no TensorDict keys).
+
+- :class:`GaussianPolicyNet`: PWM's actor, ``z ↦ (μ(z), σ)`` with a state-independent σ.
+- :class:`FlowPolicyNet`: the FlowActor, ``a = tanh(Φ_ψ(σ ⊙ ε; z))`` where ``Φ_ψ`` integrates a
+  velocity field ``u_ψ(z, a_tau, tau)`` over flow time ``tau`` from 0 (source: the noise
+  ``σ ⊙ ε``) to 1 (target: the pre-tanh action).
+- :class:`CriticEnsembleNet`: ``M`` vectorised state-value members ``V_k(z)`` and their minimum.
+
+Both policies floor their learnable ``log σ`` by clamping the **parameter in place** (under
+``no_grad``) before each use. A clamp inside the graph would let the parameter sit below the floor
+with a zero gradient, so it could never come back.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from torchrl_flowmbpo.flows import INTEGRATORS, integrate
+from torchrl_flowmbpo.modules.models.ensemble import Ensemble
+from torchrl_flowmbpo.modules.models.flow_world_model import time_features
+from torchrl_flowmbpo.modules.models.layers import act_norm_mlp
+
+__all__ = ["CriticEnsembleNet", "FlowPolicyNet", "GaussianPolicyNet"]
+
+
+class _FlooredLogStdPolicy(nn.Module):
+    """Owns the state-independent ``log_std`` vector, its in-place floor and the latent detach."""
+
+    def __init__(
+        self, action_dim: int, init_log_std: float, min_log_std: float, detach_latent: bool
+    ) -> None:
+        super().__init__()
+        if init_log_std < min_log_std:
+            raise ValueError(
+                f"init_log_std={init_log_std} is below the floor min_log_std={min_log_std}."
+            )
+        self.action_dim = action_dim
+        self.min_log_std = float(min_log_std)
+        self.detach_latent = detach_latent
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
+
+    def _condition(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent.detach() if self.detach_latent else latent
+
+    def _sigma(self) -> torch.Tensor:
+        # In place and outside the graph (see the module docstring). ``exp`` saves its output, not
+        # ``log_std``, so graphs built before this version bump (earlier rollout steps) stay valid.
+        with torch.no_grad():
+            self.log_std.clamp_(min=self.min_log_std)
+        return self.log_std.exp()
+
+    @property
+    def std(self) -> torch.Tensor:
+        """The σ in use (floor applied), detached: a read-only value for logging."""
+        return self.log_std.detach().clamp(min=self.min_log_std).exp()
+
+
+class GaussianPolicyNet(_FlooredLogStdPolicy):
+    """PWM's Gaussian actor network: ``z ↦ (μ(z), σ)``, with ``a = tanh(μ + σ ε)`` downstream.
+
+    ``μ`` comes from an MLP with Linear → Mish → LayerNorm hidden layers and a plain Linear last
+    layer (PyTorch default init); ``σ = exp(log_std)`` is a learnable state-independent vector.
+
+    Args:
+        latent_dim: latent width ``L``.
+        action_dim: action width ``A``.
+
+    Keyword Args:
+        hidden: hidden widths of the μ network.
+        init_log_std: initial ``log σ`` (−1.0 gives σ ≈ 0.37).
+        min_log_std: floor of ``log σ``, enforced in place before each forward (σ ≥ 0.24).
+        detach_latent: stop the gradient into the latent (PWM: ∂π/∂z is not backpropagated).
+
+    Examples:
+        >>> net = GaussianPolicyNet(32, 4, hidden=(64, 64))
+        >>> loc, scale = net(torch.randn(5, 32))
+        >>> loc.shape, scale.shape
+        (torch.Size([5, 4]), torch.Size([5, 4]))
+        >>> torch.allclose(scale, torch.full((5, 4), math.exp(-1.0)))
+        True
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        *,
+        hidden: Sequence[int] = (400, 200, 100),
+        init_log_std: float = -1.0,
+        min_log_std: float = -1.427,
+        detach_latent: bool = True,
+    ) -> None:
+        super().__init__(action_dim, init_log_std, min_log_std, detach_latent)
+        self.mu_net = act_norm_mlp(latent_dim, hidden, action_dim)
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(loc, scale)``, both ``[..., A]``; ``scale`` is σ expanded to ``loc``."""
+        loc = self.mu_net(self._condition(latent))
+        return loc, self._sigma().expand_as(loc)
+
+
+class FlowPolicyNet(_FlooredLogStdPolicy):
+    """FlowActor network: an ODE maps source noise ``a_0 = σ ⊙ ε`` to the action ``tanh(a_1)``.
+
+    The velocity net ``u_ψ([z, a_tau, φ(tau)]) → R^A`` has Linear → Mish → LayerNorm hidden layers
+    and a plain Linear last layer (signed, unconstrained velocities); ``φ`` is
+    :func:`~torchrl_flowmbpo.modules.models.flow_world_model.time_features`. Flow time runs from
+    ``tau = 0`` (source, ``a_0``) to ``tau = 1`` (target, ``a_1``), integrated with ``substeps``
+    fixed steps of ``integrator``. The only stochasticity is ``ε ~ N(0, I)``; σ is learnable with
+    the same in-place floor as the Gaussian actor. That floor bounds the source noise only: the
+    ODE can still contract it, so log the empirical action std as well.
+
+    Args:
+        latent_dim: latent width ``L``.
+        action_dim: action width ``A``.
+
+    Keyword Args:
+        hidden: hidden widths of the velocity net.
+        integrator: one of :data:`~torchrl_flowmbpo.flows.INTEGRATORS`.
+        substeps: number of integration steps ``K`` (an int >= 1).
+        init_log_std: initial ``log σ`` of the source noise.
+        min_log_std: floor of ``log σ``, enforced in place before each use.
+        time_embed_freqs: sinusoidal flow-time frequencies in ``φ`` (0: the raw ``tau`` only).
+        detach_latent: stop the gradient into the latent (done in :meth:`forward`).
+
+    Examples:
+        >>> net = FlowPolicyNet(32, 4, hidden=(64, 64))
+        >>> cond, scale = net(torch.randn(5, 32))
+        >>> action = net.sample(cond, torch.randn(5, 4))
+        >>> action.shape, bool(action.abs().max() <= 1)
+        (torch.Size([5, 4]), True)
+        >>> torch.equal(net.deterministic(cond), net.transport(cond, torch.zeros(5, 4)))
+        True
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        action_dim: int,
+        *,
+        hidden: Sequence[int] = (400, 200, 100),
+        integrator: str = "heun",
+        substeps: int = 2,
+        init_log_std: float = -1.0,
+        min_log_std: float = -1.427,
+        time_embed_freqs: int = 0,
+        detach_latent: bool = True,
+    ) -> None:
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"Unknown integrator {integrator!r}; expected one of {INTEGRATORS}.")
+        # bool is an int subclass, but True/False as a step count is always a bug.
+        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
+            raise ValueError(f"substeps must be an int >= 1, got {substeps!r}.")
+        if isinstance(time_embed_freqs, bool) or not isinstance(time_embed_freqs, int):
+            raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
+        if time_embed_freqs < 0:
+            raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
+        super().__init__(action_dim, init_log_std, min_log_std, detach_latent)
+        self.integrator = integrator
+        self.substeps = substeps
+        self.time_embed_freqs = time_embed_freqs
+        time_dim = 1 + 2 * time_embed_freqs
+        self.velocity_net = act_norm_mlp(latent_dim + action_dim + time_dim, hidden, action_dim)
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(cond, scale)``: the (detached) conditioning latent and σ as ``[..., A]``."""
+        cond = self._condition(latent)
+        return cond, self._sigma().expand(*cond.shape[:-1], self.action_dim)
+
+    def velocity(self, cond: torch.Tensor, a: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """``u_ψ([cond, a_tau, φ(tau)])``; ``cond`` ``[..., L]`` broadcasts over ``a``'s extra
+        leading (sample) dims, ``tau`` is ``[..., 1]``."""
+        cond = cond.expand(*a.shape[:-1], cond.shape[-1])
+        features = time_features(tau, self.time_embed_freqs)
+        return self.velocity_net(torch.cat([cond, a, features], dim=-1))
+
+    def transport(self, cond: torch.Tensor, a0: torch.Tensor) -> torch.Tensor:
+        """``tanh(a_1)`` with ``a_1`` the ODE solution from ``a_0`` at ``tau = 0`` to ``tau = 1``.
+
+        Differentiable w.r.t. ``a0``, ``cond`` and ψ. ``cond`` is used as given (no detach).
+        """
+        a1 = integrate(
+            lambda a, tau: self.velocity(cond, a, tau),
+            a0,
+            num_steps=self.substeps,
+            method=self.integrator,
+        )
+        return torch.tanh(a1)
+
+    def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The stochastic action ``tanh(Φ_ψ(σ ⊙ noise; cond))`` for ``noise ~ N(0, I)``."""
+        return self.transport(cond, self._sigma() * noise)
+
+    def deterministic(self, cond: torch.Tensor) -> torch.Tensor:
+        """The evaluation action, integrated from ``a_0 = 0`` (not the stochastic policy's mean)."""
+        return self.transport(cond, cond.new_zeros(*cond.shape[:-1], self.action_dim))
+
+
+def _orthogonal_init_(module: nn.Module, gain: float) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain=gain)
+            nn.init.zeros_(m.bias)
+
+
+class CriticEnsembleNet(nn.Module):
+    """``M`` state-value members ``V_k(z)`` evaluated in one vectorised call, and their minimum.
+
+    Each member is ``z → hidden → 1`` with Linear → Mish → LayerNorm hidden layers, initialised
+    independently with orthogonal weights (gain √2) and zero biases on every Linear, as in PWM.
+
+    Args:
+        latent_dim: latent width ``L``.
+
+    Keyword Args:
+        num_members: ensemble size ``M``.
+        hidden: hidden widths of each member.
+        detach_latent: stop the gradient into the latent. The critic loss regresses on stored,
+            already detached latents, so there it changes nothing; it matters only where the
+            critic is called on a live latent, e.g. the actor loss's horizon bootstrap
+            ``min_k V_k(z_H)``, whose gradient w.r.t. ``z_H`` it removes. Set it to ``False``
+            for an instance that must pass that gradient.
+
+    Examples:
+        >>> net = CriticEnsembleNet(32, hidden=(64, 64))
+        >>> members, value = net(torch.randn(5, 32))
+        >>> members.shape, value.shape
+        (torch.Size([5, 3, 1]), torch.Size([5, 1]))
+        >>> torch.equal(value, members.min(dim=-2).values)
+        True
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        *,
+        num_members: int = 3,
+        hidden: Sequence[int] = (400, 200),
+        detach_latent: bool = True,
+    ) -> None:
+        super().__init__()
+        members = [act_norm_mlp(latent_dim, hidden, 1) for _ in range(num_members)]
+        for member in members:
+            _orthogonal_init_(member, gain=math.sqrt(2.0))
+        self.ensemble = Ensemble(members)
+        self.num_members = num_members
+        self.detach_latent = detach_latent
+
+    def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns ``(members [..., M, 1], min over members [..., 1])``."""
+        if self.detach_latent:
+            latent = latent.detach()
+        # Ensemble stacks members first; move them after the batch dims so the output keeps the
+        # TensorDict batch dims as its leading dims.
+        members = self.ensemble(latent).movedim(0, -2)
+        return members, members.min(dim=-2).values
