@@ -48,7 +48,7 @@ class VCritic(ValueOperator):
         *,
         num_members: int = 3,
         hidden: Sequence[int] = (400, 200),
-        detach_latent: bool = True,
+        detach_latent: bool = False,
         latent_key: NestedKey = "latent",
         members_key: NestedKey = "state_value_members",
         value_key: NestedKey = "state_value",

@@ -10,6 +10,11 @@ from torchrl_flowmbpo.modules.models.layers import (
     simnorm_project,
     trunc_normal_init_,
 )
+from torchrl_flowmbpo.modules.models.policy_nets import (
+    CriticEnsembleNet,
+    FlowPolicyNet,
+    GaussianPolicyNet,
+)
 from torchrl_flowmbpo.modules.models.world_model import (
     PRESETS,
     REWARD_HEADS,
@@ -20,8 +25,11 @@ from torchrl_flowmbpo.modules.models.world_model import (
 __all__ = [
     "PRESETS",
     "REWARD_HEADS",
+    "CriticEnsembleNet",
     "Ensemble",
+    "FlowPolicyNet",
     "FlowWorldModel",
+    "GaussianPolicyNet",
     "LatentWorldModel",
     "NormedLinear",
     "PWMWorldModel",

@@ -95,7 +95,7 @@ class FlowWorldModel(LatentWorldModel):
         super().__init__(obs_dim, action_dim, **kwargs)
         if integrator not in INTEGRATORS:
             raise ValueError(f"Unknown integrator {integrator!r}; allowed: {INTEGRATORS}.")
-        if not isinstance(substeps, int) or substeps < 1:
+        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
             raise ValueError(f"substeps must be an integer >= 1, got {substeps!r}.")
         if tau_sampling not in TAU_SAMPLING_MODES:
             raise ValueError(

@@ -219,11 +219,10 @@ class CriticEnsembleNet(nn.Module):
     Keyword Args:
         num_members: ensemble size ``M``.
         hidden: hidden widths of each member.
-        detach_latent: stop the gradient into the latent. The critic loss regresses on stored,
-            already detached latents, so there it changes nothing; it matters only where the
-            critic is called on a live latent, e.g. the actor loss's horizon bootstrap
-            ``min_k V_k(z_H)``, whose gradient w.r.t. ``z_H`` it removes. Set it to ``False``
-            for an instance that must pass that gradient.
+        detach_latent: stop the gradient into the latent. Off by default: PWM's actor loss
+            backpropagates through the horizon bootstrap ``min_k V_k(z_H)`` into ``z_H``, which
+            a detaching critic silently cuts. The critic loss regresses on stored, already
+            detached latents, so there the flag changes nothing.
 
     Examples:
         >>> net = CriticEnsembleNet(32, hidden=(64, 64))
@@ -240,7 +239,7 @@ class CriticEnsembleNet(nn.Module):
         *,
         num_members: int = 3,
         hidden: Sequence[int] = (400, 200),
-        detach_latent: bool = True,
+        detach_latent: bool = False,
     ) -> None:
         super().__init__()
         members = [act_norm_mlp(latent_dim, hidden, 1) for _ in range(num_members)]

@@ -1,0 +1,50 @@
+"""Helpers shared by the PWM losses: discount weights and the non-finite batch check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+
+__all__ = ["NonFiniteBatchError", "check_finite", "discount_weights"]
+
+
+class NonFiniteBatchError(ValueError):
+    """A loss received a batch holding NaN or inf values.
+
+    The losses refuse such batches instead of returning a NaN loss whose gradients would
+    silently corrupt the parameters; the training loop decides whether to skip the batch.
+    """
+
+
+def check_finite(tensordict: TensorDictBase, keys: Iterable[NestedKey], loss_name: str) -> None:
+    """Raises :class:`NonFiniteBatchError` naming every floating key with non-finite entries.
+
+    Args:
+        tensordict: the input batch.
+        keys: the keys the loss reads.
+        loss_name: the loss's name, for the message.
+    """
+    bad = []
+    for key in keys:
+        value = tensordict.get(key)
+        if value.is_floating_point():
+            count = int((~torch.isfinite(value)).sum())
+            if count:
+                bad.append(f"{key!r} ({count} non-finite of {value.numel()})")
+    if bad:
+        raise NonFiniteBatchError(f"{loss_name}: non-finite values in the batch: {', '.join(bad)}.")
+
+
+def discount_weights(
+    gamma: float, horizon: int, *, device: torch.device | None = None
+) -> torch.Tensor:
+    """``[gamma^0, gamma^1, ..., gamma^(horizon-1)]``.
+
+    Examples:
+        >>> discount_weights(0.5, 3)
+        tensor([1.0000, 0.5000, 0.2500])
+    """
+    return gamma ** torch.arange(horizon, dtype=torch.float32, device=device)

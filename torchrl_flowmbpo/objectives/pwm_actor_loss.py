@@ -1,0 +1,188 @@
+"""PWM's first-order actor loss: the negative imagined return, backpropagated through the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import LossModule, hold_out_net
+
+from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
+from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
+from torchrl_flowmbpo.objectives.common import check_finite, discount_weights
+from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
+
+__all__ = ["PWMActorLoss"]
+
+
+class PWMActorLoss(LossModule):
+    """First-order actor loss of PWM through H-step imagined rollouts (algorithm.md §5, §9).
+
+    From real start observations ``o_0``: ``z_0 = E(o_0)``, then the actor (sampled, RANDOM
+    exploration) is rolled out for ``horizon`` steps in an :class:`ImaginedLatentEnv`. With
+    continue probabilities ``c_t = 1 − σ(T(z_t, a_t))`` and survival ``Γ_0 = 1``,
+    ``Γ_{t+1} = Γ_t c_t``, the imagined return of each start state is
+
+    ``J = Σ_t γ^t Γ_t r̂_t + γ^H Γ_H min_k V_k(z_H)``
+
+    and the loss is ``mean(−J)`` divided by ``sqrt(var + 1e-5)`` of a running estimate of ``−J``
+    (``ret_rms``) or by ``H`` without it. The world model and the critic are held out
+    (``hold_out_net``): gradients flow *through* them to the actor's actions, never *into*
+    their parameters.
+
+    ``forward`` returns ``(losses, trajectory)``: the detached imagined trajectory ``[B, H]``
+    carries ``latent``, ``("next", "latent")``, ``("next", "reward")``, ``("next",
+    "continue")`` and the survival weight ``"survival"`` (``Γ_t``), ready for
+    :class:`~torchrl_flowmbpo.objectives.PWMValueLoss`.
+
+    Args:
+        actor_network: a probabilistic actor reading ``"latent"`` and writing ``"action"``.
+        critic_network: a critic writing the ensemble minimum under ``"state_value"``.
+        world_model: the latent world model.
+
+    Keyword Args:
+        horizon: imagination horizon H.
+        gamma: discount γ.
+        ret_rms: normalise the loss by a running std of the per-start loss (PWM).
+        detach_continue: stop gradients through ``c_t`` (Dreamer-style weights).
+        use_continue: weight by the predicted continue probability when the model has a
+            termination head.
+        bootstrap_extra_gamma: PWM's ``γ^{H+1}`` horizon bootstrap (parity only; default γ^H).
+        bootstrap_params: parameters swapped into the critic for the horizon bootstrap, e.g. a
+            target critic's; the critic's own parameters when ``None``.
+
+    Examples:
+        >>> from torchrl_flowmbpo.modules import FlowActor, VCritic
+        >>> from torchrl_flowmbpo.modules.models import FlowWorldModel
+        >>> wm = FlowWorldModel(4, 2, latent_dim=16, units=(32,), encoder_units=(32,))
+        >>> actor, critic = FlowActor(16, 2, hidden=(32,)), VCritic(16, hidden=(32,))
+        >>> loss = PWMActorLoss(actor, critic, wm, horizon=5)
+        >>> losses, traj = loss(TensorDict(observation=torch.randn(6, 4), batch_size=[6]))
+        >>> losses["loss_actor"].backward()
+        >>> traj.shape
+        torch.Size([6, 5])
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys read and written by the loss.
+
+        Attributes:
+            observation: start observations. Defaults to ``"observation"``.
+            latent: latent key of the imagined env and the actor. Defaults to ``"latent"``.
+            value: the critic's (minimum) value. Defaults to ``"state_value"``.
+            reward: imagined reward, under ``"next"``. Defaults to ``"reward"``.
+            termination_logit: imagined termination logit, under ``"next"``.
+                Defaults to ``"termination_logit"``.
+            continue_prob: written continue probability, under ``"next"``.
+                Defaults to ``"continue"``.
+            survival: written survival weight Γ_t. Defaults to ``"survival"``.
+        """
+
+        observation: NestedKey = "observation"
+        latent: NestedKey = "latent"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        termination_logit: NestedKey = "termination_logit"
+        continue_prob: NestedKey = "continue"
+        survival: NestedKey = "survival"
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        actor_network: TensorDictModule,
+        critic_network: TensorDictModule,
+        world_model: LatentWorldModel,
+        *,
+        horizon: int = 16,
+        gamma: float = 0.99,
+        ret_rms: bool = True,
+        detach_continue: bool = False,
+        use_continue: bool = True,
+        bootstrap_extra_gamma: bool = False,
+        bootstrap_params: TensorDictBase | None = None,
+    ) -> None:
+        super().__init__()
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}.")
+        self.actor_network = actor_network
+        # Not registered as submodules: this loss must not own (or optimise) them.
+        self.__dict__["critic_network"] = critic_network
+        self.__dict__["world_model"] = world_model
+        self.__dict__["imagined_env"] = ImaginedLatentEnv(world_model)
+        self.__dict__["bootstrap_params"] = bootstrap_params
+        self.horizon, self.gamma = horizon, gamma
+        self.detach_continue = detach_continue
+        self.use_continue = use_continue and world_model.has_termination
+        self.bootstrap_extra_gamma = bootstrap_extra_gamma
+        self.ret_rms = RunningMeanStd() if ret_rms else None
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        """The actor loss builds no value estimator; TD(λ) lives in the value loss."""
+
+    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Imagines from the start observations and returns ``(losses, trajectory)``."""
+        keys = self.tensor_keys
+        check_finite(tensordict, [keys.observation], type(self).__name__)
+        obs = tensordict.get(keys.observation)
+        wm, critic = self.world_model, self.critic_network
+        with hold_out_net(wm), hold_out_net(critic):
+            start = TensorDict({keys.latent: wm.encode(obs)}, batch_size=obs.shape[:-1])
+            with set_exploration_type(ExplorationType.RANDOM):
+                traj = self.imagined_env.rollout(
+                    self.horizon,
+                    policy=self.actor_network,
+                    tensordict=start,
+                    auto_reset=True,
+                    break_when_any_done=False,
+                    return_contiguous=True,
+                )
+            bootstrap = self._bootstrap_value(traj.get(("next", keys.latent))[..., -1, :])
+        reward = traj.get(("next", keys.reward))
+        if self.use_continue:
+            cont = 1.0 - torch.sigmoid(traj.get(("next", keys.termination_logit)))
+            if self.detach_continue:
+                cont = cont.detach()
+        else:
+            cont = torch.ones_like(reward)
+        # Γ_t = Π_{s<t} c_s, over the time dim (-2); Γ_H multiplies the bootstrap.
+        survival_all = torch.cat([torch.ones_like(cont[..., :1, :]), cont], -2).cumprod(-2)
+        survival, survival_h = survival_all[..., :-1, :], survival_all[..., -1, :]
+        discount = discount_weights(self.gamma, self.horizon, device=reward.device).unsqueeze(-1)
+        boot_power = self.horizon + 1 if self.bootstrap_extra_gamma else self.horizon
+        bootstrap_term = self.gamma**boot_power * survival_h * bootstrap
+        ret = (discount * survival * reward).sum(-2) + bootstrap_term
+        per_start_loss = -ret.squeeze(-1)
+        if self.ret_rms is not None:
+            self.ret_rms.update(per_start_loss.detach())
+            loss = self.ret_rms.normalize(per_start_loss.mean(), center=False, eps=1e-5)
+        else:
+            loss = per_start_loss.mean() / self.horizon
+        traj.set(("next", keys.continue_prob), cont)
+        traj.set(keys.survival, survival)
+        losses = TensorDict(
+            {
+                "loss_actor": loss,
+                "imagined_return": ret.detach().mean(),
+                "imagined_reward": reward.detach().mean(),
+                "survival_horizon": survival_h.detach().mean(),
+                "bootstrap_value": bootstrap.detach().mean(),
+                "action_std": traj.get("action").detach().std(dim=tuple(range(traj.ndim))).mean(),
+            },
+            batch_size=[],
+        )
+        return losses, traj.detach()
+
+    def _bootstrap_value(self, latent: torch.Tensor) -> torch.Tensor:
+        """``min_k V_k(z_H)`` with the (held-out) critic or the bootstrap parameters."""
+        td = TensorDict({self.tensor_keys.latent: latent}, batch_size=latent.shape[:-1])
+        if self.bootstrap_params is None:
+            return self.critic_network(td).get(self.tensor_keys.value)
+        with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
+            return self.critic_network(td).get(self.tensor_keys.value)

@@ -1,0 +1,154 @@
+"""PWM's critic loss: every ensemble member regresses one TD(λ) target of the imagined rollout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+from torchrl.objectives.value.functional import td0_return_estimate, td_lambda_return_estimate
+
+from torchrl_flowmbpo.objectives.common import check_finite
+
+__all__ = ["CRITIC_TARGETS", "PWMValueLoss"]
+
+CRITIC_TARGETS = ("td_lambda", "one_step")
+
+
+class PWMValueLoss(LossModule):
+    """TD(λ) value loss on an imagined trajectory (algorithm.md §8).
+
+    :meth:`compute_value_targets` is called once per imagined trajectory (the output of
+    :class:`~torchrl_flowmbpo.objectives.PWMActorLoss`): it evaluates ``V_{t+1} = min_k
+    V_k(z_{t+1})`` without gradient (target critic if enabled) and builds, with per-step discount
+    ``γ c_t``, ``G_{H−1} = r̂_{H−1} + γ c_{H−1} V_H`` and ``G_t = r̂_t + γ c_t [(1−λ) V_{t+1} +
+    λ G_{t+1}]`` through TorchRL's ``td_lambda_return_estimate`` (``critic_target="one_step"``:
+    ``G_t = r̂_t + γ c_t V_{t+1}``). The targets stay frozen over the critic's minibatch steps.
+
+    :meth:`forward` on any minibatch of that trajectory returns ``loss_value = mean_{k, samples}
+    Γ_t (V_k(z_t) − G_t)²``, with the survival weight ``Γ_t`` (1 without termination head).
+
+    Args:
+        critic_network: a critic writing per-member values ``[..., M, 1]`` under
+            ``"state_value_members"``.
+
+    Keyword Args:
+        gamma: discount γ.
+        lmbda: TD(λ) λ.
+        critic_target: ``"td_lambda"`` or ``"one_step"``.
+        target_critic: keep a Polyak-averaged copy of the critic (update it with TorchRL's
+            ``SoftUpdate(loss, tau=0.005)``) that supplies ``V_{t+1}``.
+
+    Examples:
+        >>> from torchrl_flowmbpo.modules import VCritic
+        >>> loss = PWMValueLoss(VCritic(16, hidden=(32,)))
+        >>> traj = TensorDict({
+        ...     "latent": torch.rand(4, 5, 16), "survival": torch.ones(4, 5, 1),
+        ...     ("next", "latent"): torch.rand(4, 5, 16), ("next", "reward"): torch.ones(4, 5, 1),
+        ...     ("next", "continue"): torch.ones(4, 5, 1)}, batch_size=[4, 5])
+        >>> traj = loss.compute_value_targets(traj)
+        >>> loss(traj.reshape(-1))["loss_value"].backward()
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys read and written by the loss.
+
+        Attributes:
+            latent: latent z_t. Defaults to ``"latent"``.
+            members: per-member values. Defaults to ``"state_value_members"``.
+            value: ensemble-minimum value. Defaults to ``"state_value"``.
+            reward: imagined reward, under ``"next"``. Defaults to ``"reward"``.
+            continue_prob: continue probability c_t, under ``"next"``. Defaults to
+                ``"continue"``.
+            survival: survival weight Γ_t. Defaults to ``"survival"``.
+            value_target: written TD target G_t. Defaults to ``"value_target"``.
+        """
+
+        latent: NestedKey = "latent"
+        members: NestedKey = "state_value_members"
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        continue_prob: NestedKey = "continue"
+        survival: NestedKey = "survival"
+        value_target: NestedKey = "value_target"
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
+    critic_network: TensorDictModule
+    critic_network_params: TensorDictParams
+    target_critic_network_params: TensorDictParams
+
+    def __init__(
+        self,
+        critic_network: TensorDictModule,
+        *,
+        gamma: float = 0.99,
+        lmbda: float = 0.95,
+        critic_target: str = "td_lambda",
+        target_critic: bool = False,
+    ) -> None:
+        super().__init__()
+        if critic_target not in CRITIC_TARGETS:
+            raise ValueError(f"Unknown critic_target {critic_target!r}; allowed: {CRITIC_TARGETS}.")
+        self.convert_to_functional(
+            critic_network, "critic_network", create_target_params=target_critic
+        )
+        self.gamma, self.lmbda = gamma, lmbda
+        self.critic_target, self.target_critic = critic_target, target_critic
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        """Targets are built by :meth:`compute_value_targets`; no estimator keys to forward."""
+
+    @property
+    def bootstrap_params(self) -> TensorDictBase:
+        """Parameters that supply bootstrap values: the target critic's, or the critic's own."""
+        if self.target_critic:
+            return self.target_critic_network_params
+        return self.critic_network_params
+
+    @torch.no_grad()
+    def compute_value_targets(self, trajectory: TensorDictBase) -> TensorDictBase:
+        """Writes the TD target ``G_t`` under ``value_target`` of a ``[..., H]`` trajectory."""
+        keys = self.tensor_keys
+        next_latent = trajectory.get(("next", keys.latent))
+        td = TensorDict({keys.latent: next_latent}, batch_size=next_latent.shape[:-1])
+        with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
+            next_value = self.critic_network(td).get(keys.value)
+        reward = trajectory.get(("next", keys.reward))
+        gamma = self.gamma * trajectory.get(("next", keys.continue_prob))
+        not_done = torch.zeros_like(reward, dtype=torch.bool)
+        if self.critic_target == "td_lambda":
+            target = td_lambda_return_estimate(
+                gamma, self.lmbda, next_value, reward, not_done, not_done, rolling_gamma=True
+            )
+        else:
+            target = td0_return_estimate(gamma, next_value, reward, not_done)
+        trajectory.set(keys.value_target, target)
+        return trajectory
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        """Weighted MSE of every member to the frozen target (computed first if missing)."""
+        keys = self.tensor_keys
+        if keys.value_target not in tensordict.keys(include_nested=True):
+            tensordict = self.compute_value_targets(tensordict.copy())
+        check_finite(tensordict, [keys.latent, keys.value_target], type(self).__name__)
+        latent = tensordict.get(keys.latent).detach()
+        td = TensorDict({keys.latent: latent}, batch_size=latent.shape[:-1])
+        with self.critic_network_params.to_module(self.critic_network):
+            members = self.critic_network(td).get(keys.members)
+        target = tensordict.get(keys.value_target).detach().unsqueeze(-2)
+        weight = tensordict.get(keys.survival, default=torch.ones_like(target[..., 0, :]))
+        error = (members - target).pow(2) * weight.detach().unsqueeze(-2)
+        return TensorDict(
+            {
+                "loss_value": error.mean(),
+                "value_mean": members.detach().mean(),
+                "value_target_mean": target.mean(),
+            },
+            batch_size=[],
+        )
