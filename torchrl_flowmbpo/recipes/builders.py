@@ -1,0 +1,68 @@
+"""Build world models, actors and critics from plain keyword dictionaries.
+
+The dictionaries are what a checkpoint stores (``{"type": ..., **kwargs}``), so a run is rebuilt
+from the checkpoint alone, never by guessing a class from parameter names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torchrl_flowmbpo.modules.actors import FlowActor, GaussianActor
+from torchrl_flowmbpo.modules.critic import VCritic
+from torchrl_flowmbpo.modules.models.flow_world_model import FlowWorldModel
+from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel, PWMWorldModel
+
+__all__ = [
+    "ACTOR_TYPES",
+    "WORLD_MODEL_TYPES",
+    "build_actor",
+    "build_critic",
+    "build_world_model",
+]
+
+WORLD_MODEL_TYPES: dict[str, type[LatentWorldModel]] = {
+    "mlp": PWMWorldModel,
+    "flow": FlowWorldModel,
+}
+ACTOR_TYPES: dict[str, type] = {"gaussian": GaussianActor, "flow": FlowActor}
+
+
+def _lookup(kind: str, registry: Mapping[str, type], what: str) -> type:
+    if kind not in registry:
+        raise ValueError(f"Unknown {what} type {kind!r}; allowed: {sorted(registry)}.")
+    return registry[kind]
+
+
+def build_world_model(spec: Mapping[str, Any], obs_dim: int, action_dim: int) -> LatentWorldModel:
+    """Builds a world model from ``{"type": "mlp" | "flow", "preset": ..., **kwargs}``.
+
+    Args:
+        spec: the type, an optional size ``preset`` and constructor keyword arguments.
+        obs_dim: observation width.
+        action_dim: action width.
+
+    Examples:
+        >>> wm = build_world_model({"type": "flow", "preset": "5M", "substeps": 4}, 37, 8)
+        >>> type(wm).__name__, wm.latent_dim, wm.substeps
+        ('FlowWorldModel', 512, 4)
+    """
+    kwargs = dict(spec)
+    cls = _lookup(kwargs.pop("type", None), WORLD_MODEL_TYPES, "world-model")
+    preset = kwargs.pop("preset", None)
+    if preset is None:
+        return cls(obs_dim, action_dim, **kwargs)
+    return cls.from_preset(preset, obs_dim, action_dim, **kwargs)
+
+
+def build_actor(spec: Mapping[str, Any], latent_dim: int, action_dim: int):
+    """Builds an actor from ``{"type": "gaussian" | "flow", **kwargs}``."""
+    kwargs = dict(spec)
+    cls = _lookup(kwargs.pop("type", None), ACTOR_TYPES, "actor")
+    return cls(latent_dim, action_dim, **kwargs)
+
+
+def build_critic(spec: Mapping[str, Any], latent_dim: int) -> VCritic:
+    """Builds the V-critic ensemble from its keyword arguments."""
+    return VCritic(latent_dim, **spec)
