@@ -7,7 +7,8 @@ observations and writes torques and resets without copies or per-env Python loop
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -102,12 +103,14 @@ class NewtonSimulator:
         self._mask = torch.zeros(n + 1, dtype=torch.bool, device=self.device)
         self._mask_wp = wp.from_torch(self._mask, dtype=wp.bool)
 
+        self._wp_stream = wp.get_stream(wp_device) if self.device.type == "cuda" else None
         self._graph = None
-        self._run_substeps()  # eager run: compiles (or loads) the kernels before capture
-        if capture:
-            with wp.ScopedCapture(device=wp_device) as cap:
-                self._run_substeps()
-            self._graph = cap.graph
+        with self._on_warp_stream():
+            self._run_substeps()  # eager run: compiles (or loads) the kernels before capture
+            if capture:
+                with wp.ScopedCapture(device=wp_device) as cap:
+                    self._run_substeps()
+                self._graph = cap.graph
         self.reset_worlds(torch.ones(n, dtype=torch.bool, device=self.device))
 
     @property
@@ -120,6 +123,23 @@ class NewtonSimulator:
         """Joint velocities (DoFs) per world."""
         return self.joint_qd.shape[1]
 
+    @contextlib.contextmanager
+    def _on_warp_stream(self) -> Iterator[None]:
+        """Order Warp work after pending torch work on the same data, and vice versa.
+
+        On CUDA, torch and Warp may run on different streams; events make each wait for the
+        other without a host sync. CPU work is synchronous, so nothing is needed there.
+        """
+        if self._wp_stream is None:
+            yield
+            return
+        import warp as wp
+
+        torch_stream = wp.stream_from_torch(self.device)
+        self._wp_stream.wait_stream(torch_stream)
+        yield
+        torch_stream.wait_stream(self._wp_stream)
+
     def _run_substeps(self) -> None:
         s0, s1 = self.state_0, self.state_1
         for _ in range(self.substeps):
@@ -129,12 +149,13 @@ class NewtonSimulator:
 
     def simulate(self) -> None:
         """Advance every world by ``substeps * sim_dt`` seconds under the current ``joint_f``."""
-        if self._graph is None:
-            self._run_substeps()
-        else:
-            import warp as wp
+        import warp as wp
 
-            wp.capture_launch(self._graph)
+        with self._on_warp_stream():
+            if self._graph is None:
+                self._run_substeps()
+            else:
+                wp.capture_launch(self._graph)
 
     def reset_worlds(
         self,
@@ -161,7 +182,8 @@ class NewtonSimulator:
         self.joint_f.masked_fill_(m, 0.0)
         self._mask[:-1].copy_(mask.view(-1))
         # The solver otherwise warm-starts the reset worlds from their stale accelerations.
-        self.solver.reset(self.state_0, self._mask_wp, flags=0)
+        with self._on_warp_stream():
+            self.solver.reset(self.state_0, self._mask_wp, flags=0)
 
     def invalid_worlds(self, limit: float = 1e6) -> torch.Tensor:
         """``[N]`` bool: worlds whose state is non-finite or exceeds ``limit`` in magnitude."""
