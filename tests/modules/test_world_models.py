@@ -105,7 +105,7 @@ def test_preset_kwargs_override() -> None:
     wm = PWMWorldModel.from_preset("5M", OBS, ACT, latent_dim=64, units=(16,))
     assert wm.latent_dim == 64
     assert wm.dynamics[0].out_features == 16
-    assert set(PRESETS) == {"5M", "48M"}
+    assert {"5M", "48M"} <= set(PRESETS)  # other presets may be added
 
 
 # --------------------------------------------------------------------------------------------
