@@ -169,7 +169,12 @@ def two_hot_decode(logits: Tensor, support: Tensor) -> Tensor:
         tensor(0.2500)
     """
     support = support.to(device=logits.device, dtype=logits.dtype)
-    return torch.softmax(logits, dim=-1) @ support
+    terms = torch.softmax(logits, dim=-1) * support
+    # Pair mirrored bins before summing: on a symmetric support, equal probabilities then cancel
+    # exactly, so a zero-initialised head decodes to exactly 0 (a plain sum leaves ~1e-7).
+    half = terms.shape[-1] // 2
+    paired = terms[..., :half] + terms[..., terms.shape[-1] - half :].flip(-1)
+    return paired.sum(-1) + terms[..., half : terms.shape[-1] - half].sum(-1)
 
 
 def soft_cross_entropy(logits: Tensor, target_probs: Tensor) -> Tensor:

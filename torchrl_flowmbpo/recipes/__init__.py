@@ -14,11 +14,13 @@ from torchrl_flowmbpo.recipes.checkpoint import (
     save_checkpoint,
 )
 from torchrl_flowmbpo.recipes.evaluation import evaluate_policy
+from torchrl_flowmbpo.recipes.update import PWMUpdater
 
 __all__ = [
     "ACTOR_TYPES",
     "WORLD_MODEL_TYPES",
     "CheckpointError",
+    "PWMUpdater",
     "build_actor",
     "build_critic",
     "build_world_model",

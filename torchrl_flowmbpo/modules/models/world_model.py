@@ -26,8 +26,10 @@ from torchrl_flowmbpo.modules.models.layers import SimNorm, mlp, trunc_normal_in
 
 __all__ = ["PRESETS", "REWARD_HEADS", "LatentWorldModel", "PWMWorldModel"]
 
-#: Network sizes of the reference's "5M" and "48M" presets (TD-MPC2's multitask names).
+#: Network sizes: the reference's "5M" and "48M" presets (TD-MPC2's multitask names), and a
+#: "small" one sized for quick CPU runs.
 PRESETS: dict[str, dict[str, Any]] = {
+    "small": {"encoder_units": (256,), "units": (256, 256), "latent_dim": 128},
     "5M": {"encoder_units": (256,), "units": (512, 512), "latent_dim": 512},
     "48M": {"encoder_units": (1792, 1792, 1792), "units": (1792, 1792), "latent_dim": 768},
 }

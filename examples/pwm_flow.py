@@ -1,0 +1,235 @@
+"""Train PWM (and its flow variants) on a Newton locomotion task.
+
+    python examples/pwm_flow.py                                  # embedded default (CPU)
+    python examples/pwm_flow.py experiment=flow_wm world_model.substeps=4 seed=1
+
+The loop only: collect -> extend the replay buffer -> actor, critic and world-model steps ->
+log -> evaluate -> checkpoint. Factories are in ``utils.py``; every option is in ``configs/``.
+Re-running a command in the same run directory (``hydra.run.dir=...``) resumes from its latest
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from torchrl_flowmbpo.recipes import (
+    PWMUpdater,
+    evaluate_policy,
+    find_latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reporting import plot_learning_curve
+from utils import (
+    count_iterations,
+    make_collector,
+    make_logger,
+    make_losses,
+    make_models,
+    make_optimizers,
+    make_policy,
+    make_replay_buffer,
+    make_reward_normalization,
+    make_task_env,
+    model_specs,
+)
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    specs = model_specs(cfg)
+    try:
+        env = make_task_env(
+            specs["env"], num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed
+        )
+        obs_dim = env.observation_spec["observation"].shape[-1]
+        action_dim = env.action_spec.shape[-1]
+        world_model, actor, critic = make_models(specs, obs_dim, action_dim, cfg.device)
+        wm_loss, actor_loss, value_loss = make_losses(cfg, world_model, actor, critic)
+        reward_norm = make_reward_normalization(cfg)
+    except (ValueError, TypeError) as err:
+        sys.exit(f"Invalid configuration: {err}")
+    reward_norm = reward_norm.to(cfg.device)
+    replay_buffer = make_replay_buffer(cfg, reward_norm, cfg.device)
+    iterations = count_iterations(cfg)
+    optimizers, schedulers = make_optimizers(cfg, world_model, actor, critic, iterations)
+    algo = cfg.algo
+    updater = PWMUpdater(
+        wm_loss,
+        actor_loss,
+        value_loss,
+        optimizers,
+        {
+            "world_model": algo.wm_grad_clip,
+            "actor": algo.actor_grad_clip,
+            "critic": algo.critic_grad_clip,
+        },
+        critic_iterations=algo.critic_iterations,
+        critic_minibatches=algo.critic_minibatches,
+        target_tau=algo.target_tau,
+    )
+    modules = {
+        "world_model": world_model,
+        "actor": actor,
+        "critic": critic,
+        "value_loss": value_loss,
+        "actor_loss": actor_loss,
+        "reward_norm": reward_norm,
+    }
+    counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False}
+    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
+
+    checkpoint_dir = run_dir / "checkpoints"
+    latest = find_latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        state = load_checkpoint(latest, required=("modules", "optimizers", "counters"))
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            schedulers[name].load_state_dict(state["schedulers"][name])
+        counters.update(state["counters"])
+        history = state["history"]
+        torch.set_rng_state(state["rng"]["torch"])
+        env.set_seed(cfg.seed + counters["iteration"])
+        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+
+    def checkpoint() -> Path:
+        state = {
+            "modules": {name: module.state_dict() for name, module in modules.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+            "schedulers": {name: sch.state_dict() for name, sch in schedulers.items()},
+            "counters": dict(counters),
+            "history": history,
+            "rng": {"torch": torch.get_rng_state()},
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "specs": specs,
+            "variant": cfg.variant,
+            "seed": cfg.seed,
+        }
+        return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
+
+    eval_env = None
+
+    def evaluate() -> dict[str, float]:
+        nonlocal eval_env
+        if eval_env is None:
+            eval_env = make_task_env(
+                specs["env"],
+                num_envs=min(cfg.eval.num_envs, cfg.eval.episodes),
+                device=cfg.device,
+                seed=cfg.seed + 1000,
+            )
+        return evaluate_policy(
+            eval_env,
+            make_policy(world_model, actor),
+            episodes=cfg.eval.episodes,
+            max_steps_per_episode=cfg.eval.max_episode_steps,
+        )
+
+    logger = make_logger(cfg, str(run_dir))
+    horizon = algo.horizon
+    actor_batch = algo.actor_batch or cfg.env.num_envs
+    fresh = counters["frames"] == 0
+    buffer_frames = 0
+    collector = make_collector(
+        cfg,
+        env,
+        make_policy(world_model, actor),
+        total_frames=max(cfg.collector.total_frames - counters["frames"], 1),
+        init_random_frames=cfg.collector.init_random_frames if fresh else 0,
+    )
+    progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
+    start_time, start_frames = time.perf_counter(), counters["frames"]
+    eval_stats: dict[str, float] = {}
+    for data in collector:
+        frames = data.numel()
+        counters["frames"] += frames
+        buffer_frames += frames
+        replay_buffer.extend(data)
+        reward_norm.update(data.get(("next", "reward")))
+        metrics: dict[str, float] = {}
+        done = data.get(("next", "done")).squeeze(-1)
+        if done.any():
+            returns = data.get(("next", "episode_reward"))[done]
+            lengths = data.get(("next", "step_count"))[done].float()
+            metrics["train/return"] = float(returns.mean())
+            metrics["train/episode_length"] = float(lengths.mean())
+            metrics["train/return_per_step"] = float(returns.sum() / lengths.sum())
+            metrics["train/episodes"] = float(done.sum())
+            history["train/return"].append([counters["frames"], metrics["train/return"]])
+        progress.update(frames)
+        if buffer_frames < cfg.collector.init_random_frames:
+            continue
+        if not counters["wm_warmed_up"]:
+            for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
+                updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
+            counters["wm_warmed_up"] = True
+        start = replay_buffer.sample(actor_batch * (horizon + 1)).reshape(-1, horizon + 1)
+        metrics.update(updater.actor_critic_step(start[:, 0].select("observation")))
+        for _ in range(algo.wm_updates_per_iter):
+            wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
+        for scheduler in schedulers.values():
+            scheduler.step()
+        counters["iteration"] += 1
+        iteration = counters["iteration"]
+        elapsed = time.perf_counter() - start_time
+        metrics.update({f"world_model/{k}": v for k, v in wm_metrics.items()})
+        metrics["loss/world_model"] = wm_metrics["loss"]
+        metrics["loss/actor"] = metrics["actor/loss_actor"]
+        metrics["loss/value"] = metrics["critic/loss_value"]
+        metrics["time/fps"] = (counters["frames"] - start_frames) / elapsed
+        metrics["train/reward_scale"] = float(reward_norm.scale)
+        metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
+        if cfg.eval.interval and iteration % cfg.eval.interval == 0:
+            eval_stats = evaluate()
+            metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
+            metrics["eval/return"] = eval_stats["return_mean"]
+            metrics["eval/episode_length"] = eval_stats["length_mean"]
+            history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+        if logger is not None:
+            for name, value in metrics.items():
+                logger.log_scalar(name, value, step=counters["frames"])
+        progress.set_postfix(
+            ret=f"{metrics.get('train/return', float('nan')):.1f}",
+            wm=f"{metrics['loss/world_model']:.3f}",
+            actor=f"{metrics['loss/actor']:.3f}",
+            value=f"{metrics['loss/value']:.3f}",
+        )
+        if iteration % cfg.checkpoint.interval == 0:
+            checkpoint()
+    progress.close()
+    collector.shutdown()
+    eval_stats = evaluate()
+    history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+    if logger is not None:
+        logger.log_scalar("eval/return", eval_stats["return_mean"], step=counters["frames"])
+        logger.log_scalar("eval/episode_length", eval_stats["length_mean"], step=counters["frames"])
+    path = checkpoint()
+    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
+    print(
+        f"Evaluation ({int(eval_stats['episodes'])} episodes, deterministic): "
+        f"return {eval_stats['return_mean']:.1f} ± {eval_stats['return_std']:.1f}, "
+        f"length {eval_stats['length_mean']:.0f}, "
+        f"return/step {eval_stats['return_per_step']:.2f}"
+    )
+    print(f"Checkpoint: {path}")
+    print(f"Learning curve: {curve}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Factories for examples/pwm_flow.py: config in, TorchRL objects out (sota style)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tensordict.nn import TensorDictSequential
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
+from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
+from torchrl.record.loggers import get_logger
+
+from torchrl_flowmbpo.envs import make_env
+from torchrl_flowmbpo.modules import encoder_operator
+from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
+from torchrl_flowmbpo.recipes import build_actor, build_critic, build_world_model
+from torchrl_flowmbpo.transforms import RewardNormalization
+
+REWARD_NORM_KEY = ("next", "reward_norm")
+
+
+def model_specs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """The constructor specs stored in checkpoints: enough to rebuild every network."""
+    return {
+        "world_model": OmegaConf.to_container(cfg.world_model, resolve=True),
+        "actor": OmegaConf.to_container(cfg.actor, resolve=True),
+        "critic": OmegaConf.to_container(cfg.critic, resolve=True),
+        "env": {
+            "name": cfg.env.name,
+            "kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+        },
+    }
+
+
+def make_task_env(
+    env_spec: dict[str, Any], *, num_envs: int, device: str, seed: int
+) -> TransformedEnv:
+    """The real task with episode return and length trackers."""
+    env = make_env(
+        env_spec["name"], num_envs=num_envs, device=device, seed=seed, **env_spec["kwargs"]
+    )
+    return TransformedEnv(env, Compose(StepCounter(), RewardSum()))
+
+
+def make_models(specs: dict[str, Any], obs_dim: int, action_dim: int, device: str):
+    """World model, actor and critic from their specs."""
+    world_model = build_world_model(specs["world_model"], obs_dim, action_dim).to(device)
+    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim).to(device)
+    critic = build_critic(specs["critic"], world_model.latent_dim).to(device)
+    return world_model, actor, critic
+
+
+def make_policy(world_model, actor) -> TensorDictSequential:
+    """Closed-loop policy on real observations: z_t = E(o_t), then the actor."""
+    return TensorDictSequential(encoder_operator(world_model), actor)
+
+
+def make_losses(cfg: DictConfig, world_model, actor, critic):
+    """World-model, actor and value losses with the config's options."""
+    algo = cfg.algo
+    wm_loss = WorldModelLoss(
+        world_model,
+        horizon=algo.horizon,
+        wm_rho=algo.wm_rho,
+        dynamics_coef=algo.dynamics_coef,
+        reward_coef=algo.reward_coef,
+        termination_coef=algo.termination_coef,
+        term_pos_weight=algo.term_pos_weight,
+        flow_source=algo.flow_source,
+    )
+    wm_loss.set_keys(reward=REWARD_NORM_KEY)
+    value_loss = PWMValueLoss(
+        critic,
+        gamma=algo.gamma,
+        lmbda=algo.lmbda,
+        critic_target=algo.critic_target,
+        target_critic=algo.target_critic,
+    )
+    actor_loss = PWMActorLoss(
+        actor,
+        critic,
+        world_model,
+        horizon=algo.horizon,
+        gamma=algo.gamma,
+        ret_rms=algo.ret_rms,
+        detach_continue=algo.detach_continue,
+        bootstrap_extra_gamma=algo.bootstrap_extra_gamma,
+        bootstrap_params=value_loss.target_critic_network_params if algo.target_critic else None,
+    )
+    return wm_loss, actor_loss, value_loss
+
+
+def make_reward_normalization(cfg: DictConfig) -> RewardNormalization:
+    """Normalises sampled rewards into ("next", "reward_norm"); the buffer stays raw."""
+    return RewardNormalization(
+        cfg.algo.reward_norm,
+        clip=cfg.algo.reward_clip,
+        in_keys=[("next", "reward")],
+        out_keys=[REWARD_NORM_KEY],
+    )
+
+
+def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: str):
+    """Slices of H + 1 consecutive steps that never cross an episode boundary."""
+    slice_len = cfg.algo.horizon + 1
+    return TensorDictReplayBuffer(
+        storage=LazyTensorStorage(cfg.replay_buffer.size, ndim=2, device=device),
+        sampler=SliceSampler(
+            slice_len=slice_len, traj_key=("collector", "traj_ids"), strict_length=True
+        ),
+        batch_size=cfg.algo.wm_batch_slices * slice_len,
+        transform=transform,
+    )
+
+
+def make_collector(cfg: DictConfig, env, policy, *, total_frames: int, init_random_frames: int):
+    """num_envs x H frames per batch from the stochastic closed-loop policy."""
+    frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
+    return Collector(
+        env,
+        policy,
+        frames_per_batch=frames_per_batch,
+        total_frames=total_frames,
+        init_random_frames=init_random_frames,
+        auto_register_policy_transforms=False,
+    )
+
+
+def make_optimizers(cfg: DictConfig, world_model, actor, critic, iterations: int):
+    """Adam optimisers of the reference with linear LR decay to ``final_lr`` over the run."""
+    algo = cfg.algo
+    optimizers = {
+        "world_model": torch.optim.Adam(world_model.parameters(), lr=algo.wm_lr),
+        "actor": torch.optim.Adam(actor.parameters(), lr=algo.actor_lr, betas=(0.7, 0.95)),
+        "critic": torch.optim.Adam(critic.parameters(), lr=algo.critic_lr, betas=(0.7, 0.95)),
+    }
+    schedulers = {}
+    for name, optimizer in optimizers.items():
+        ratio = algo.final_lr / optimizer.param_groups[0]["lr"]
+        schedulers[name] = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda i, r=ratio: 1.0 + (r - 1.0) * min(i, iterations) / max(iterations, 1),
+        )
+    return optimizers, schedulers
+
+
+def make_logger(cfg: DictConfig, run_dir: str):
+    """TorchRL logger (CSV by default; wandb offline unless asked), created once per run."""
+    if cfg.logger.backend == "none":
+        return None
+    exp_name = f"{cfg.variant}_{cfg.env.name}_seed{cfg.seed}"
+    kwargs = {}
+    if cfg.logger.backend == "wandb":
+        kwargs["wandb_kwargs"] = {
+            "mode": cfg.logger.mode,
+            "project": cfg.logger.project,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "dir": run_dir,
+        }
+    return get_logger(
+        cfg.logger.backend, logger_name=f"{run_dir}/logs", experiment_name=exp_name, **kwargs
+    )
+
+
+def count_iterations(cfg: DictConfig) -> int:
+    """Training iterations after the random frames (the LR-decay horizon)."""
+    frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
+    learn_frames = max(cfg.collector.total_frames - cfg.collector.init_random_frames, 0)
+    return math.ceil(learn_frames / frames_per_batch)

@@ -1,0 +1,105 @@
+"""One PWM update: actor step, critic steps, world-model steps (algorithm.md §11).
+
+Metrics come back as Python floats, so no tensor (or graph) outlives an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.objectives import SoftUpdate
+
+from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
+
+__all__ = ["PWMUpdater"]
+
+
+def _loss_sum(losses: TensorDictBase) -> torch.Tensor:
+    return sum(value for key, value in losses.items() if key.startswith("loss_"))
+
+
+class PWMUpdater:
+    """Applies PWM's three optimisation steps with gradient clipping and NaN protection.
+
+    A step whose gradient norm is not finite is skipped (parameters untouched) and counted in
+    ``skipped_steps`` instead of corrupting the run.
+
+    Args:
+        wm_loss: the world-model loss.
+        actor_loss: the actor loss.
+        value_loss: the value loss.
+        optimizers: ``{"world_model", "actor", "critic"}`` optimisers.
+        grad_clips: global grad-norm clip per optimiser name.
+
+    Keyword Args:
+        critic_iterations: passes over the imagined batch per update.
+        critic_minibatches: minibatches per pass.
+        target_tau: Polyak rate of the target critic (used only if the value loss has one).
+    """
+
+    def __init__(
+        self,
+        wm_loss: WorldModelLoss,
+        actor_loss: PWMActorLoss,
+        value_loss: PWMValueLoss,
+        optimizers: dict[str, torch.optim.Optimizer],
+        grad_clips: dict[str, float],
+        *,
+        critic_iterations: int = 8,
+        critic_minibatches: int = 4,
+        target_tau: float = 0.005,
+    ) -> None:
+        self.wm_loss, self.actor_loss, self.value_loss = wm_loss, actor_loss, value_loss
+        self.optimizers, self.grad_clips = optimizers, grad_clips
+        self.critic_iterations, self.critic_minibatches = critic_iterations, critic_minibatches
+        self.target_updater = (
+            SoftUpdate(value_loss, tau=target_tau) if value_loss.target_critic else None
+        )
+        self.skipped_steps = {name: 0 for name in optimizers}
+
+    def _step(self, name: str, loss: torch.Tensor) -> float:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params: Iterable[torch.Tensor] = [
+            p for group in optimizer.param_groups for p in group["params"] if p.grad is not None
+        ]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.grad_clips[name])
+        if not torch.isfinite(grad_norm):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps[name] += 1
+        else:
+            optimizer.step()
+        return float(grad_norm)
+
+    def world_model_step(self, batch: TensorDictBase) -> dict[str, float]:
+        """One world-model step on ``[B, H+1]`` slices."""
+        losses = self.wm_loss(batch)
+        total = _loss_sum(losses)
+        metrics = {key: float(value) for key, value in losses.items()}
+        metrics["grad_norm"] = self._step("world_model", total)
+        metrics["loss"] = float(total)
+        return metrics
+
+    def actor_critic_step(self, start: TensorDictBase) -> dict[str, float]:
+        """One actor step from real start observations, then the critic steps on its rollout."""
+        losses, trajectory = self.actor_loss(start)
+        metrics = {f"actor/{key}": float(value) for key, value in losses.items()}
+        metrics["actor/grad_norm"] = self._step("actor", losses["loss_actor"])
+        samples = self.value_loss.compute_value_targets(trajectory).reshape(-1)
+        minibatch = max(samples.numel() // self.critic_minibatches, 1)
+        value_losses = []
+        for _ in range(self.critic_iterations):
+            order = torch.randperm(samples.numel(), device=samples.device)
+            for chunk in order.split(minibatch):
+                value_td = self.value_loss(samples[chunk])
+                metrics["critic/grad_norm"] = self._step("critic", value_td["loss_value"])
+                value_losses.append(float(value_td["loss_value"]))
+                if self.target_updater is not None:
+                    self.target_updater.step()
+        metrics["critic/loss_value"] = sum(value_losses) / len(value_losses)
+        metrics["critic/value_mean"] = float(value_td["value_mean"])
+        metrics["critic/value_target_mean"] = float(value_td["value_target_mean"])
+        return metrics
