@@ -138,12 +138,17 @@ def main(cfg: DictConfig) -> None:
             eval_env,
             make_policy(world_model, actor),
             episodes=cfg.eval.episodes,
-            max_steps_per_episode=cfg.eval.max_episode_steps,
+            max_steps_per_episode=eval_env.base_env.episode_length,
         )
 
     logger = make_logger(cfg, str(run_dir))
     horizon = algo.horizon
     actor_batch = algo.actor_batch or cfg.env.num_envs
+    if actor_batch > algo.wm_batch_slices:
+        sys.exit(
+            f"Invalid configuration: algo.actor_batch={actor_batch} must be <= "
+            f"algo.wm_batch_slices={algo.wm_batch_slices} (start states come from WM slices)."
+        )
     fresh = counters["frames"] == 0
     buffer_frames = 0
     collector = make_collector(
@@ -156,6 +161,7 @@ def main(cfg: DictConfig) -> None:
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
     start_time, start_frames = time.perf_counter(), counters["frames"]
     eval_stats: dict[str, float] = {}
+    last_return = float("nan")
     for data in collector:
         frames = data.numel()
         counters["frames"] += frames
@@ -179,8 +185,9 @@ def main(cfg: DictConfig) -> None:
             for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
                 updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
             counters["wm_warmed_up"] = True
-        start = replay_buffer.sample(actor_batch * (horizon + 1)).reshape(-1, horizon + 1)
-        metrics.update(updater.actor_critic_step(start[:, 0].select("observation")))
+        # Start states: first observations of replay slices (never terminal).
+        start = replay_buffer.sample().reshape(-1, horizon + 1)[:actor_batch, 0]
+        metrics.update(updater.actor_critic_step(start.select("observation")))
         for _ in range(algo.wm_updates_per_iter):
             wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
         for scheduler in schedulers.values():
@@ -204,8 +211,10 @@ def main(cfg: DictConfig) -> None:
         if logger is not None:
             for name, value in metrics.items():
                 logger.log_scalar(name, value, step=counters["frames"])
+        if "train/return" in metrics:
+            last_return = metrics["train/return"]
         progress.set_postfix(
-            ret=f"{metrics.get('train/return', float('nan')):.1f}",
+            ret=f"{last_return:.1f}",
             wm=f"{metrics['loss/world_model']:.3f}",
             actor=f"{metrics['loss/actor']:.3f}",
             value=f"{metrics['loss/value']:.3f}",
