@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs.model_based import ModelBasedEnvBase
 
@@ -26,6 +27,9 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
 
     Keyword Args:
         device: device of the specs; defaults to the world model's.
+        latent_key: key of the latent (observation and state).
+        reward_key: key of the imagined reward.
+        termination_key: key of the predicted termination logit (an observation).
 
     Examples:
         >>> from tensordict import TensorDict
@@ -42,32 +46,43 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
     """
 
     def __init__(
-        self, world_model: LatentWorldModel, *, device: torch.device | str | None = None
+        self,
+        world_model: LatentWorldModel,
+        *,
+        device: torch.device | str | None = None,
+        latent_key: NestedKey = "latent",
+        reward_key: NestedKey = "reward",
+        termination_key: NestedKey = "termination_logit",
     ) -> None:
         if device is None:
             device = next(world_model.parameters()).device
-        super().__init__(
-            world_model_wrapper(world_model), device=device, allow_done_after_reset=True
+        wrapper = world_model_wrapper(
+            world_model,
+            latent_key=latent_key,
+            reward_key=reward_key,
+            termination_key=termination_key,
         )
+        super().__init__(wrapper, device=device, allow_done_after_reset=True)
         self.latent_world_model = world_model
+        self.latent_key, self.termination_key = latent_key, termination_key
         latent_dim, action_dim = world_model.latent_dim, world_model.action_dim
-        observation = {"latent": Unbounded((latent_dim,), device=device)}
+        observation = Composite({latent_key: Unbounded((latent_dim,), device=device)})
         if world_model.has_termination:
-            observation["termination_logit"] = Unbounded((1,), device=device)
-        self.observation_spec = Composite(observation, device=device)
-        self.state_spec = Composite(latent=Unbounded((latent_dim,), device=device), device=device)
+            observation[termination_key] = Unbounded((1,), device=device)
+        self.observation_spec = observation
+        self.state_spec = Composite({latent_key: Unbounded((latent_dim,), device=device)})
         self.action_spec = Bounded(-1.0, 1.0, (action_dim,), device=device)
-        self.reward_spec = Unbounded((1,), device=device)
+        self.reward_spec = Composite({reward_key: Unbounded((1,), device=device)})
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
-        if tensordict is None or "latent" not in tensordict:
+        if tensordict is None or self.latent_key not in tensordict.keys(include_nested=True):
             shape = self.batch_size if tensordict is None else tensordict.batch_size
             out = self._random_start(shape)
         else:
             # .select keeps the autograd link to the start latent.
-            out = tensordict.select("latent")
+            out = tensordict.select(self.latent_key)
         if self.latent_world_model.has_termination:
-            out.set("termination_logit", out["latent"].new_zeros(*out.batch_size, 1))
+            out.set(self.termination_key, out.get(self.latent_key).new_zeros(*out.batch_size, 1))
         out.update(self.full_done_spec.zero(out.batch_size))
         return out
 
@@ -75,9 +90,9 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
         """Random on-manifold latents (a SimNorm of Gaussian noise), for spec checks."""
         out = self.state_spec.rand(shape)
         group = self.latent_world_model.simnorm_group
-        latent = out["latent"]
+        latent = out.get(self.latent_key)
         grouped = latent.reshape(*latent.shape[:-1], -1, group).softmax(-1)
-        out["latent"] = grouped.reshape(latent.shape)
+        out.set(self.latent_key, grouped.reshape(latent.shape))
         return out
 
     def any_done(self, tensordict: TensorDictBase) -> bool:

@@ -22,6 +22,8 @@ class NonFiniteBatchError(ValueError):
 def check_finite(tensordict: TensorDictBase, keys: Iterable[NestedKey], loss_name: str) -> None:
     """Raises :class:`NonFiniteBatchError` naming every floating key with non-finite entries.
 
+    A missing key raises ``KeyError`` naming it.
+
     Args:
         tensordict: the input batch.
         keys: the keys the loss reads.
@@ -29,7 +31,9 @@ def check_finite(tensordict: TensorDictBase, keys: Iterable[NestedKey], loss_nam
     """
     bad = []
     for key in keys:
-        value = tensordict.get(key)
+        value = tensordict.get(key, None)
+        if value is None:
+            raise KeyError(f"{loss_name}: the batch has no key {key!r}.")
         if value.is_floating_point():
             count = int((~torch.isfinite(value)).sum())
             if count:

@@ -115,16 +115,27 @@ class PWMActorLoss(LossModule):
         # Not registered as submodules: this loss must not own (or optimise) them.
         self.__dict__["critic_network"] = critic_network
         self.__dict__["world_model"] = world_model
-        self.__dict__["imagined_env"] = ImaginedLatentEnv(world_model)
         self.__dict__["bootstrap_params"] = bootstrap_params
         self.horizon, self.gamma = horizon, gamma
         self.detach_continue = detach_continue
         self.use_continue = use_continue and world_model.has_termination
         self.bootstrap_extra_gamma = bootstrap_extra_gamma
         self.ret_rms = RunningMeanStd() if ret_rms else None
+        self._build_imagined_env()
+
+    def _build_imagined_env(self) -> None:
+        keys = self.tensor_keys
+        self.__dict__["imagined_env"] = ImaginedLatentEnv(
+            self.world_model,
+            latent_key=keys.latent,
+            reward_key=keys.reward,
+            termination_key=keys.termination_logit,
+        )
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
-        """The actor loss builds no value estimator; TD(λ) lives in the value loss."""
+        """Rebuilds the imagined env with the new keys (TD(λ) lives in the value loss)."""
+        if "world_model" in self.__dict__:
+            self._build_imagined_env()
 
     def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
         """Imagines from the start observations and returns ``(losses, trajectory)``."""
