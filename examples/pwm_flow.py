@@ -30,6 +30,7 @@ from torchrl_flowmbpo.recipes import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from config_check import check_overrides
 from reporting import plot_learning_curve
 from utils import (
     count_iterations,
@@ -53,6 +54,10 @@ def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)
     specs = model_specs(cfg)
     try:
+        # Constructor checks on throw-away tiny models: bad values fail before the simulator
+        # compiles.
+        make_losses(cfg, *make_models(specs, 1, 1, "cpu"))
+        make_reward_normalization(cfg)
         env = make_task_env(
             specs["env"], num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed
         )
@@ -241,4 +246,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    problem = check_overrides([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+    if problem:
+        sys.exit(problem)
     main()

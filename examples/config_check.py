@@ -1,0 +1,54 @@
+"""One-line diagnosis of bad command-line overrides, before Hydra's multi-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _group_options(group: str) -> list[str]:
+    folder = CONFIG_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def check_overrides(overrides: list[str]) -> str | None:
+    """Returns a one-line message naming the first bad override and what is allowed, or None.
+
+    Group selections (``env=ant``) must name an existing option; value overrides
+    (``env.num_envs=4``) must name an existing key (``+key=value`` adds one on purpose).
+    """
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    selections = []
+    for override in parsed:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_add() or override.is_delete():
+            continue
+        options = _group_options(key)
+        if options and "." not in key:
+            value = override.value()
+            if value not in options and value is not None and str(value) != "null":
+                return f"Invalid override {key}={value}: allowed {key} options are {options}."
+            selections.append(f"{key}={value}")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=selections)
+    for override in parsed:
+        key = override.key_or_group
+        if key.startswith("hydra") or override.is_add() or override.is_delete():
+            continue
+        if _group_options(key) and "." not in key:
+            continue
+        parent_key, _, leaf = key.rpartition(".")
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig) or leaf not in parent:
+            allowed = sorted(parent.keys()) if isinstance(parent, DictConfig) else []
+            where = parent_key or "the top level"
+            return (
+                f"Invalid override {override.input_line}: unknown key {key!r}; "
+                f"keys allowed in {where}: {allowed} (use +{key}=... to add one)."
+            )
+    return None
