@@ -123,3 +123,14 @@ def test_random_actions_stay_finite(task_env: LocomotionEnv) -> None:
     assert torch.isfinite(td["next", "observation"]).all()
     assert torch.isfinite(td["next", "reward"]).all()
     assert (task_env.sim.joint_q.abs() < 1e3).all()
+
+
+def test_captured_graph_matches_eager_launches(ant_env: LocomotionEnv) -> None:
+    eager = make_env("ant", num_envs=ant_env.num_envs, seed=0, capture=False)
+    assert eager.sim._graph is None and ant_env.sim._graph is not None
+    assert torch.equal(_trajectory(ant_env, seed=2, steps=15), _trajectory(eager, seed=2, steps=15))
+
+
+def test_odd_substeps_rejected() -> None:
+    with pytest.raises(ValueError, match="even"):
+        make_env("ant", num_envs=2, substeps=3)

@@ -49,6 +49,8 @@ class NewtonSimulator:
             random actions).
         nconmax: contacts per world for MuJoCo-Warp.
         capture: replay a captured Warp graph (``True``) or launch kernels eagerly.
+        verbose: keep Warp's info messages (initialisation banner, one line per kernel module
+            loaded or compiled) while building; by default only warnings are shown.
 
     Attributes:
         joint_q: ``[N, nq]`` view: root position, root quaternion (xyzw), joint angles.
@@ -68,12 +70,34 @@ class NewtonSimulator:
         njmax: int = 200,
         nconmax: int = 100,
         capture: bool = True,
+        verbose: bool = False,
+    ) -> None:
+        if substeps < 2 or substeps % 2:
+            raise ValueError(f"substeps must be a positive even number, got {substeps}.")
+        import warp as wp
+
+        log_level = wp.config.log_level
+        if not verbose:
+            wp.config.log_level = max(log_level, wp.LOG_WARNING)
+        try:
+            self._build(add_robot, num_worlds, device, sim_dt, substeps, njmax, nconmax, capture)
+        finally:
+            wp.config.log_level = log_level
+
+    def _build(
+        self,
+        add_robot: Callable[[Any], None],
+        num_worlds: int,
+        device: str | torch.device,
+        sim_dt: float,
+        substeps: int,
+        njmax: int,
+        nconmax: int,
+        capture: bool,
     ) -> None:
         import newton
         import warp as wp
 
-        if substeps < 2 or substeps % 2:
-            raise ValueError(f"substeps must be a positive even number, got {substeps}.")
         self.num_worlds = int(num_worlds)
         self.device = torch.device(device)
         self.sim_dt = float(sim_dt)
