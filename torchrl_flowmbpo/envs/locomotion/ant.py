@@ -19,8 +19,10 @@ class AntEnv(LocomotionEnv):
     Torque = ``action_scale * 15 * a`` (15 is the ``gear`` of the file's motors; dflex's 200
     was tuned for its 180 kg ant and makes the 0.9 kg ``nv_ant`` diverge).
 
-    Keyword Args:
+    Args:
         num_envs: number of parallel worlds.
+
+    Keyword Args:
         device: device of the simulator and of every tensor.
         seed: generator seed (reset noise).
         episode_length: steps before truncation (dflex: 1000).

@@ -25,8 +25,10 @@ class AnymalEnv(LocomotionEnv):
     towards the default pose and ``joint_damping``; without damping, the light links spin up
     and the simulation diverges.
 
-    Keyword Args:
+    Args:
         num_envs: number of parallel worlds.
+
+    Keyword Args:
         device: device of the simulator and of every tensor.
         seed: generator seed (reset noise).
         episode_length: steps before truncation (dflex: 1000).
@@ -84,7 +86,6 @@ class AnymalEnv(LocomotionEnv):
             builder.joint_stiffness[6 + i] = self.joint_stiffness
             builder.joint_damping[6 + i] = self.joint_damping
             builder.joint_rest_q[7 + i] = q0
-            builder._joint_rest_q_authored[7 + i] = True
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         progress = obs[:, 5]

@@ -20,8 +20,10 @@ class HumanoidEnv(LocomotionEnv):
     and ``h_rew = -200 x^2`` if ``x < 0`` else ``height_reward_scale * x``.
     Torque = ``action_scale * gear_j * a`` with the file's motor gears (22.5–135 N·m).
 
-    Keyword Args:
+    Args:
         num_envs: number of parallel worlds.
+
+    Keyword Args:
         device: device of the simulator and of every tensor.
         seed: generator seed (reset noise).
         episode_length: steps before truncation (dflex: 1000).
