@@ -19,15 +19,6 @@ from torchrl_flowmbpo.functional import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 class TestSymlog:
     def test_known_values(self):
         x = torch.tensor([-(math.e**2 - 1), -(math.e - 1), 0.0, math.e - 1], dtype=torch.float64)

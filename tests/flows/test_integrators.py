@@ -15,15 +15,6 @@ from torchrl_flowmbpo.flows import INTEGRATORS, integrate, velocity_evaluations
 ORDERS = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _x0() -> torch.Tensor:
     return torch.tensor([[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]], dtype=torch.float64)
 

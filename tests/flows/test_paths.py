@@ -16,15 +16,6 @@ from torchrl_flowmbpo.flows import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _pair(seed: int = 0, shape: tuple[int, ...] = (6, 4)) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)

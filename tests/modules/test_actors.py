@@ -21,15 +21,6 @@ NON_RANDOM = (ExplorationType.DETERMINISTIC, ExplorationType.MODE, ExplorationTy
 ACTORS = (GaussianActor, FlowActor)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _make(actor_cls, seed: int = 0, **kwargs):
     torch.manual_seed(seed)
     return actor_cls(LATENT, ACTION, hidden=HIDDEN, **kwargs)

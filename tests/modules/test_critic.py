@@ -13,15 +13,6 @@ from torchrl_flowmbpo.modules.critic import VCritic
 LATENT, HIDDEN = 32, (16, 8)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _make(seed: int = 0, **kwargs) -> VCritic:
     torch.manual_seed(seed)
     return VCritic(LATENT, hidden=HIDDEN, **kwargs)

@@ -18,15 +18,6 @@ INIT_COUNT = 1e-4
 EPS = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    # Tests share a 2-core machine; tiny tensors gain nothing from intra-op threads.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def pooled_moments(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     """Mean and population variance of the data pooled with the prior (count 1e-4, mean 0, var 1).
 
