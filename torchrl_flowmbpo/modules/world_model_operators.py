@@ -21,15 +21,6 @@ from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
 __all__ = ["encoder_operator", "reward_operator", "transition_operator", "world_model_wrapper"]
 
 
-class _Encode(nn.Module):
-    def __init__(self, world_model: LatentWorldModel) -> None:
-        super().__init__()
-        self.world_model = world_model
-
-    def forward(self, observation: torch.Tensor) -> torch.Tensor:
-        return self.world_model.encode(observation)
-
-
 class _Transition(nn.Module):
     def __init__(self, world_model: LatentWorldModel) -> None:
         super().__init__()
@@ -41,15 +32,6 @@ class _Transition(nn.Module):
         if wm.has_termination:
             outputs += (wm.termination_logit(latent, action),)
         return outputs
-
-
-class _DecodeReward(nn.Module):
-    def __init__(self, world_model: LatentWorldModel) -> None:
-        super().__init__()
-        self.world_model = world_model
-
-    def forward(self, reward_output: torch.Tensor) -> torch.Tensor:
-        return self.world_model.decode_reward(reward_output)
 
 
 def encoder_operator(
@@ -68,7 +50,9 @@ def encoder_operator(
         >>> td["latent"].shape
         torch.Size([3, 16])
     """
-    return TensorDictModule(_Encode(world_model), in_keys=[observation_key], out_keys=[latent_key])
+    return TensorDictModule(
+        world_model, in_keys=[observation_key], out_keys=[latent_key], method="encode"
+    )
 
 
 def transition_operator(
@@ -101,7 +85,7 @@ def reward_operator(
 ) -> TensorDictModule:
     """``reward_output → reward``: decodes the reward head's output (symexp two-hot or scalar)."""
     return TensorDictModule(
-        _DecodeReward(world_model), in_keys=[reward_output_key], out_keys=[reward_key]
+        world_model, in_keys=[reward_output_key], out_keys=[reward_key], method="decode_reward"
     )
 
 
