@@ -1,0 +1,225 @@
+"""Evaluate a training checkpoint on the real task and append one row to a CSV (algorithm.md §14).
+
+    python examples/evaluate.py outputs/2025-01-01/12-00-00                 # latest checkpoint
+    python examples/evaluate.py run/checkpoints/checkpoint_400.pt --episodes 100 --csv results.csv
+
+Everything is rebuilt from the checkpoint alone (loaded with ``weights_only=True``): the world
+model and actor from their stored constructor specs (types included, never guessed from parameter
+names) and the env from the stored task name and kwargs, so the eval env matches training. The
+policy acts closed loop (z_t = E(o_t) on every real observation) and deterministically (tanh(mu),
+or the FlowActor's ODE from a_0 = 0); returns are sums of the raw real env reward.
+
+The summary goes to stdout; the row goes to ``--csv`` (default: ``<run dir>/evaluation.csv``),
+with a header when the file is new. A missing or unreadable checkpoint exits with status 2 and a
+one-line message naming the path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from torchrl_flowmbpo.recipes import (
+    CheckpointError,
+    build_actor,
+    build_world_model,
+    evaluate_policy,
+    find_latest_checkpoint,
+    load_checkpoint,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from utils import make_policy, make_task_env
+
+#: Columns of the evaluation CSV, in order.
+COLUMNS = (
+    "task",
+    "variant",
+    "seed",
+    "actor_type",
+    "world_model_type",
+    "integrator",
+    "substeps",
+    "episodes",
+    "return_mean",
+    "return_std",
+    "length_mean",
+    "length_std",
+    "return_per_step",
+    "time_limit_fraction",
+    "stands_still",
+    "falls",
+    "checkpoint",
+    "iteration",
+    "frames",
+)
+#: Offset between the training seed and the eval env's seed (as in examples/pwm_flow.py).
+EVAL_SEED_OFFSET = 1000
+#: Entries the checkpoint must hold to be evaluated.
+REQUIRED = ("modules", "specs", "counters", "variant", "seed")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Deterministic closed-loop evaluation of a checkpoint on the real task."
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=100, help="episodes to evaluate (default: 100, §14)"
+    )
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=10,
+        help="parallel eval envs (capped at --episodes); each runs ceil(episodes/n) episodes",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="eval env seed (default: checkpoint seed + 1000)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="CSV to append to (default: <run dir>/evaluation.csv)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)"
+    )
+    args = parser.parse_args(argv)
+    if args.episodes < 1 or args.num_envs < 1:
+        parser.error("--episodes and --num-envs must be >= 1")
+    return args
+
+
+def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
+    """The checkpoint file and its run directory, for a file or a run-directory argument."""
+    if path.is_dir():
+        latest = find_latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"No checkpoint_<iteration>.pt file under {path}.")
+        return latest.resolve(), path.resolve()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {path} does not exist.")
+    path = path.resolve()
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, run_dir
+
+
+def load_policy(state: dict[str, Any], env, device: str):
+    """The closed-loop policy (encoder then actor) rebuilt from the checkpoint's specs."""
+    specs = state["specs"]
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    action_dim = env.action_spec.shape[-1]
+    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
+    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
+    world_model.load_state_dict(state["modules"]["world_model"])
+    actor.load_state_dict(state["modules"]["actor"])
+    return make_policy(world_model.to(device).eval(), actor.to(device).eval())
+
+
+def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -> dict[str, Any]:
+    """One CSV row: run identity, model types and the §14 statistics."""
+    specs = state["specs"]
+    wm_spec = specs["world_model"]
+    is_flow_wm = wm_spec["type"] == "flow"
+    return {
+        "task": specs["env"]["name"],
+        "variant": state["variant"],
+        "seed": state["seed"],
+        "actor_type": specs["actor"]["type"],
+        "world_model_type": wm_spec["type"],
+        "integrator": wm_spec["integrator"] if is_flow_wm else "",
+        "substeps": wm_spec["substeps"] if is_flow_wm else "",
+        "episodes": int(stats["episodes"]),
+        "return_mean": stats["return_mean"],
+        "return_std": stats["return_std"],
+        "length_mean": stats["length_mean"],
+        "length_std": stats["length_std"],
+        "return_per_step": stats["return_per_step"],
+        "time_limit_fraction": stats["time_limit_fraction"],
+        "stands_still": int(stats["stands_still"]),
+        "falls": int(stats["falls"]),
+        "checkpoint": str(checkpoint),
+        "iteration": state["counters"]["iteration"],
+        "frames": state["counters"]["frames"],
+    }
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Appends ``row``; writes the header first when the file is new or empty."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    if not new:
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != COLUMNS:
+            raise ValueError(f"{path} has other columns than an evaluation CSV: {header}")
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def fail(message: str) -> NoReturn:
+    """Exits with status 2 and the first line of ``message``."""
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    print(f"evaluate.py: error: {first_line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        path, run_dir = resolve_checkpoint(args.checkpoint)
+        state = load_checkpoint(path, required=REQUIRED)
+    except CheckpointError as err:
+        fail(str(err))
+    seed = state["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
+    torch.manual_seed(seed)
+    try:
+        env = make_task_env(
+            state["specs"]["env"],
+            num_envs=min(args.num_envs, args.episodes),
+            device=args.device,
+            seed=seed,
+        )
+        policy = load_policy(state, env, args.device)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        fail(f"Checkpoint {path} cannot be rebuilt: {type(err).__name__}: {err}")
+    stats = evaluate_policy(
+        env, policy, episodes=args.episodes, max_steps_per_episode=env.base_env.episode_length
+    )
+    row = make_row(state, stats, path)
+    csv_path = args.csv if args.csv is not None else run_dir / "evaluation.csv"
+    try:
+        append_row(csv_path, row)
+    except ValueError as err:
+        fail(str(err))
+    flags = [name for name in ("stands_still", "falls") if row[name]]
+    wm = row["world_model_type"]
+    if row["integrator"]:
+        wm += f" ({row['integrator']}, K={row['substeps']})"
+    print(
+        f"Evaluation of {row['variant']} on {row['task']} (seed {row['seed']}, iteration "
+        f"{row['iteration']}, {row['frames']} frames; actor {row['actor_type']}, WM {wm}; "
+        f"eval seed {seed}): {row['episodes']} episodes, return {row['return_mean']:.1f} ± "
+        f"{row['return_std']:.1f}, length {row['length_mean']:.0f} ± {row['length_std']:.0f}, "
+        f"return/step {row['return_per_step']:.2f}, time limit "
+        f"{row['time_limit_fraction']:.0%}" + (f" [{', '.join(flags)}]" if flags else "")
+    )
+    print(f"Row appended to {csv_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Subprocess runs of the example scripts, shared by the tests in this folder.
+
+The scripts run as ``sys.executable <script> ...`` in a temporary working directory, with
+``threads=1`` (the machine is a shared 2-core CPU). Each training run is tiny: 4 envs, 100-step
+episodes, 128 random frames, 2 WM warm-up steps and 8-slice WM batches. Runs are started
+concurrently (``Popen``) and awaited when a test needs them; a run shared by several test files
+(the four experiment bundles) is trained once per session.
+
+The test files are imported with ``--import-mode=importlib``, so helpers reach them as fixtures.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TIMEOUT_S = 400
+
+#: Overrides that keep a training run to seconds (added to every run here).
+TINY = (
+    "collector.init_random_frames=128",
+    "algo.wm_warmup_steps=2",
+    "algo.wm_batch_slices=8",
+    "threads=1",
+    "+env.kwargs.episode_length=100",
+)
+#: The issue's command line (flow_wm), used verbatim; DIR is the run directory.
+ISSUE_COMMAND = (
+    "env=ant env.num_envs=4 collector.total_frames=512 eval.episodes=2 logger=csv seed=1 "
+    "device=cpu experiment=flow_wm hydra.run.dir=DIR"
+)
+#: Smoke runs of every experiment bundle: 320 frames (4 iterations) with a periodic evaluation at
+#: iteration 3 and the final one at 4; flow_wm is the issue's command with heun, K = 4.
+BUNDLE_RUNS = {
+    "baseline": "experiment=baseline",
+    "flow_policy": "experiment=flow_policy",
+    "full_flow": "experiment=full_flow",
+}
+BUNDLE_COMMON = (
+    "env=ant env.num_envs=4 collector.total_frames=320 eval.episodes=1 eval.num_envs=1 "
+    "eval.interval=3 checkpoint.interval=2 logger=csv seed=1 device=cpu hydra.run.dir=DIR"
+)
+
+
+@dataclass
+class ScriptRun:
+    """A finished script run: exit status, captured output and its run directory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+    def check(self) -> ScriptRun:
+        assert self.returncode == 0, f"exit {self.returncode}\n{self.stderr[-4000:]}"
+        return self
+
+
+class PendingRun:
+    """A started script; ``result()`` waits for it (once)."""
+
+    def __init__(self, script: str, args: list[str], cwd: Path, run_dir: Path):
+        cwd.mkdir(parents=True, exist_ok=True)
+        self._out, self._err = cwd / "stdout.txt", cwd / "stderr.txt"
+        env = dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="1")
+        with self._out.open("w") as out, self._err.open("w") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, str(EXAMPLES / script), *args],
+                cwd=cwd,
+                stdout=out,
+                stderr=err,
+                env=env,
+            )
+        self._run_dir = run_dir
+        self._result: ScriptRun | None = None
+
+    def result(self) -> ScriptRun:
+        if self._result is None:
+            try:
+                code = self._proc.wait(timeout=TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                raise
+            self._result = ScriptRun(
+                code, self._out.read_text(), self._err.read_text(), self._run_dir
+            )
+        return self._result
+
+
+class Scripts:
+    """Starts ``examples/<script>`` runs in fresh working directories under ``root``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._count = 0
+
+    def _workdir(self, name: str) -> Path:
+        self._count += 1
+        return self.root / f"{self._count:02d}_{name}"
+
+    def start_training(self, overrides: str, *, run_dir: Path | None = None) -> PendingRun:
+        """``pwm_flow.py`` with ``overrides`` (``DIR`` is replaced by the run dir) plus TINY."""
+        cwd = self._workdir("train")
+        run_dir = run_dir or cwd / "run"
+        args = [*overrides.replace("DIR", str(run_dir)).split(), *TINY]
+        return PendingRun("pwm_flow.py", args, cwd, run_dir)
+
+    def start_evaluation(self, *args: str | Path) -> PendingRun:
+        cwd = self._workdir("evaluate")
+        return PendingRun("evaluate.py", [str(a) for a in args], cwd, cwd)
+
+
+class BundleRuns:
+    """The experiment-bundle smoke runs, started on first request and trained once."""
+
+    def __init__(self, scripts: Scripts):
+        self._scripts = scripts
+        self._pending: dict[str, PendingRun] = {}
+
+    @staticmethod
+    def command(bundle: str) -> str:
+        if bundle == "flow_wm":
+            return f"{ISSUE_COMMAND} world_model.integrator=heun world_model.substeps=4"
+        return f"{BUNDLE_COMMON} {BUNDLE_RUNS[bundle]}"
+
+    def start(self, *bundles: str) -> None:
+        for bundle in bundles:
+            if bundle not in self._pending:
+                self._pending[bundle] = self._scripts.start_training(self.command(bundle))
+
+    def result(self, bundle: str) -> ScriptRun:
+        """The finished run (started now if it was not), whatever its exit status."""
+        self.start(bundle)
+        return self._pending[bundle].result()
+
+    def get(self, bundle: str) -> ScriptRun:
+        """The finished run; fails the calling test if the run failed."""
+        return self.result(bundle).check()
+
+
+@pytest.fixture(scope="session")
+def scripts(tmp_path_factory) -> Scripts:
+    return Scripts(tmp_path_factory.mktemp("examples"))
+
+
+@pytest.fixture(scope="session")
+def bundle_runs(scripts) -> BundleRuns:
+    return BundleRuns(scripts)
+
+
+@pytest.fixture(scope="session")
+def read_scalars():
+    """``read_scalars(path) -> (steps, values)`` of a TorchRL CSVLogger scalar file."""
+
+    def read(path: Path) -> tuple[list[float], list[float]]:
+        with path.open(newline="") as f:
+            rows = [row for row in csv.reader(f) if row]
+        assert rows, f"{path} is empty"
+        steps = [float(r[0]) for r in rows]
+        values = [float(r[1]) for r in rows]
+        assert all(math.isfinite(v) for v in values), f"{path}: non-finite value"
+        return steps, values
+
+    return read

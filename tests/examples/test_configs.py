@@ -1,0 +1,132 @@
+"""Every config group option and experiment bundle composes and builds its networks, and the
+bundles differ only in the keys they are meant to change (algorithm.md §15, pitfall 9)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+
+from torchrl_flowmbpo.recipes import ACTOR_TYPES, WORLD_MODEL_TYPES
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / "configs"
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
+BUNDLES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+TINY_OBS, TINY_ACT = 5, 2
+
+
+def _load_utils():
+    spec = importlib.util.spec_from_file_location("pwm_flow_utils", ROOT / "examples/utils.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def utils():
+    return _load_utils()
+
+
+def compose_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def flatten(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+@pytest.fixture(scope="module")
+def bundles():
+    return {
+        name: flatten(OmegaConf.to_container(compose_config(f"experiment={name}"), resolve=True))
+        for name in BUNDLES
+    }
+
+
+def test_groups_and_bundles_are_present():
+    assert {"env", "world_model", "actor", "critic", "algo", "logger", "experiment"} <= set(GROUPS)
+    assert BUNDLES == ["baseline", "flow_policy", "flow_wm", "full_flow"]
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_builds_models(utils, group, option):
+    torch.manual_seed(0)
+    cfg = compose_config(f"{group}={option}", "world_model.preset=small")
+    selected = {
+        "env": lambda: cfg.env.name,
+        "world_model": lambda: cfg.world_model.type,
+        "actor": lambda: cfg.actor.type,
+        "logger": lambda: cfg.logger.backend,
+        "experiment": lambda: cfg.variant,
+    }
+    if group in selected:
+        assert selected[group]() == option
+    specs = utils.model_specs(cfg)
+    world_model, actor, critic = utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")
+    assert isinstance(world_model, WORLD_MODEL_TYPES[specs["world_model"]["type"]])
+    assert isinstance(actor, ACTOR_TYPES[specs["actor"]["type"]])
+    # One closed-loop policy step, a value and a world-model step on tiny inputs.
+    td = utils.make_policy(world_model, actor)(
+        TensorDict({"observation": torch.randn(3, TINY_OBS)}, [3])
+    )
+    assert td["action"].shape == (3, TINY_ACT) and td["action"].abs().max() <= 1
+    assert critic(td)["state_value"].shape == (3, 1)
+    next_latent = world_model.next(td["latent"], td["action"])
+    assert next_latent.shape == td["latent"].shape and torch.isfinite(next_latent).all()
+
+
+def test_bundles_set_their_types(bundles):
+    expected = {
+        "baseline": ("mlp", "gaussian"),
+        "flow_wm": ("flow", "gaussian"),
+        "flow_policy": ("mlp", "flow"),
+        "full_flow": ("flow", "flow"),
+    }
+    for name, cfg in bundles.items():
+        assert cfg["variant"] == name
+        assert (cfg["world_model.type"], cfg["actor.type"]) == expected[name]
+
+
+def test_default_config_is_the_baseline(bundles):
+    default = flatten(OmegaConf.to_container(compose_config(), resolve=True))
+    assert default == bundles["baseline"]
+
+
+@pytest.mark.parametrize("name", ["flow_wm", "flow_policy", "full_flow"])
+def test_bundles_differ_only_in_intended_keys(bundles, name):
+    base, other = bundles["baseline"], bundles[name]
+    changed = {k for k in base.keys() | other.keys() if base.get(k, "<absent>") != other.get(k)}
+    allowed_roots = {"flow_wm": ("world_model",), "flow_policy": ("actor",)}.get(
+        name, ("world_model", "actor")
+    )
+    unexpected = {k for k in changed if k != "variant" and k.split(".")[0] not in allowed_roots}
+    assert not unexpected, {k: (base.get(k), other.get(k)) for k in unexpected}
+    # Keys the two world models / actors share keep the baseline's value (preset, reward head,
+    # termination head, hidden widths, log-std init and floor...): only the type and the keys
+    # that exist for one kind only may differ.
+    shared_changes = {k for k in changed & base.keys() & other.keys() if k != "variant"}
+    assert shared_changes <= {"world_model.type", "actor.type"}, {
+        k: (base[k], other[k]) for k in shared_changes
+    }
+
+
+def test_full_flow_combines_flow_wm_and_flow_policy(bundles):
+    full = bundles["full_flow"]
+    for key, value in full.items():
+        if key.startswith("world_model."):
+            assert bundles["flow_wm"][key] == value, key
+        elif key.startswith("actor."):
+            assert bundles["flow_policy"][key] == value, key

@@ -1,0 +1,189 @@
+"""Smoke runs of examples/pwm_flow.py: every experiment bundle trains, logs, plots, evaluates
+and checkpoints; overrides land in the checkpoint; a rerun in the same run directory resumes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from torchrl_flowmbpo.recipes import build_world_model, find_latest_checkpoint, load_checkpoint
+
+BUNDLES = {
+    # bundle: (world-model type, actor type)
+    "baseline": ("mlp", "gaussian"),
+    "flow_wm": ("flow", "gaussian"),
+    "flow_policy": ("mlp", "flow"),
+    "full_flow": ("flow", "flow"),
+}
+SCALARS = ("loss/world_model", "loss/actor", "loss/value", "eval/return", "time/fps")
+FRAMES_PER_BATCH = 4 * 16  # env.num_envs x algo.horizon
+
+
+@pytest.fixture(scope="module")
+def bundles(bundle_runs):
+    bundle_runs.start(*BUNDLES)  # concurrently
+    return bundle_runs
+
+
+@pytest.fixture
+def run(bundles, bundle):
+    return bundles.get(bundle)
+
+
+@pytest.fixture
+def checkpoint(run):
+    path = find_latest_checkpoint(run.run_dir / "checkpoints")
+    assert path is not None, "no checkpoint"
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_run_logs_finite_metrics_with_increasing_steps(run, read_scalars, bundle):
+    (log_dir,) = (run.run_dir / "logs").iterdir()
+    assert log_dir.name == f"{bundle}_ant_seed1"
+    for name in SCALARS:
+        steps, _ = read_scalars(log_dir / "scalars" / f"{name}.csv")
+        assert all(b > a for a, b in itertools.pairwise(steps)), f"{name}: steps {steps}"
+    steps, _ = read_scalars(log_dir / "scalars" / "loss/world_model.csv")
+    assert steps[-1] == (512 if bundle == "flow_wm" else 320)
+    if bundle != "flow_wm":  # periodic evaluation at iteration 3, final one at iteration 4
+        steps, _ = read_scalars(log_dir / "scalars" / "eval/return.csv")
+        assert steps == [256, 320]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_run_prints_evaluation_and_plots(run, bundle):
+    lines = run.stdout.splitlines()
+    (evaluation,) = [line for line in lines if line.startswith("Evaluation (")]
+    episodes = 2 if bundle == "flow_wm" else 1
+    assert evaluation.startswith(f"Evaluation ({episodes} episodes, deterministic): return ")
+    curve = run.run_dir / "learning_curve.png"
+    assert curve.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_bundle_checkpoint_records_the_variant(checkpoint, bundle):
+    state = checkpoint
+    wm_type, actor_type = BUNDLES[bundle]
+    assert state["variant"] == bundle
+    assert state["seed"] == 1
+    assert state["specs"]["world_model"]["type"] == wm_type
+    assert state["specs"]["actor"]["type"] == actor_type
+    assert state["specs"]["env"] == {"name": "ant", "kwargs": {"episode_length": 100}}
+    assert state["config"]["variant"] == bundle
+    assert state["config"]["world_model"] == state["specs"]["world_model"]
+    assert set(state["modules"]) == {
+        "world_model",
+        "actor",
+        "critic",
+        "value_loss",
+        "actor_loss",
+        "reward_norm",
+    }
+    iterations = 7 if bundle == "flow_wm" else 4
+    assert state["counters"] == {
+        "iteration": iterations,
+        "frames": 512 if bundle == "flow_wm" else 320,
+        "wm_warmed_up": True,
+    }
+
+
+@pytest.mark.parametrize("bundle", ["flow_wm"])
+def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle):
+    state = checkpoint
+    spec = state["specs"]["world_model"]
+    assert (spec["type"], spec["integrator"], spec["substeps"]) == ("flow", "heun", 4)
+    assert state["config"]["collector"]["total_frames"] == 512
+    assert state["config"]["eval"]["episodes"] == 2
+    assert state["config"]["device"] == "cpu"
+    world_model = build_world_model(spec, 37, 8)
+    world_model.load_state_dict(state["modules"]["world_model"])
+    assert world_model.substeps == 4
+    path = run.run_dir / "checkpoints" / "checkpoint_7.pt"
+    assert load_checkpoint(path)["counters"]["iteration"] == 7
+
+
+# ----------------------------------------------------------------------------------------------
+# Resume: rerunning the command in the same run directory continues from its latest checkpoint.
+
+RESUME = (
+    "env=ant env.num_envs=4 collector.total_frames={frames} eval.episodes=1 eval.num_envs=1 "
+    "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR"
+)
+FIRST_FRAMES, SECOND_FRAMES = 256, 448
+
+
+@pytest.fixture(scope="module")
+def resumed(scripts, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("resume") / "run"
+    first = scripts.start_training(RESUME.format(frames=FIRST_FRAMES), run_dir=run_dir)
+    first = first.result().check()
+    first_state = load_checkpoint(run_dir)
+    first_files = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    second = scripts.start_training(RESUME.format(frames=SECOND_FRAMES), run_dir=run_dir)
+    second = second.result().check()
+    return first, first_state, first_files, second, load_checkpoint(run_dir)
+
+
+def test_first_run_checkpoints_every_iteration(resumed):
+    first, first_state, first_files, _, _ = resumed
+    assert "Resumed from" not in first.stdout
+    iterations = first_state["counters"]["iteration"]
+    assert iterations == 3  # 256 frames: 2 random batches, learning from the 2nd on
+    assert first_files == [f"checkpoint_{i}.pt" for i in range(1, iterations + 1)]
+
+
+def test_second_run_resumes_counters_and_optimizers(resumed):
+    _, first_state, first_files, second, state = resumed
+    latest = first_files[-1]
+    (line,) = [s for s in second.stdout.splitlines() if s.startswith("Resumed from")]
+    assert latest in line
+    assert f"(iteration {first_state['counters']['iteration']})" in line
+    before, after = first_state["counters"], state["counters"]
+    assert after["iteration"] > before["iteration"]
+    assert after["frames"] > before["frames"]
+    expected = math.ceil(SECOND_FRAMES / FRAMES_PER_BATCH) * FRAMES_PER_BATCH
+    assert after["frames"] in (SECOND_FRAMES, expected)
+    assert after["wm_warmed_up"]
+    new_iterations = after["iteration"] - before["iteration"]
+    for name in ("world_model", "actor", "critic"):
+        step_before = first_state["optimizers"][name]["state"][0]["step"]
+        step_after = state["optimizers"][name]["state"][0]["step"]
+        assert step_after > step_before, name
+        # the LR schedule continues from the resumed iteration
+        assert state["schedulers"][name]["last_epoch"] == after["iteration"]
+    actor_steps = (
+        state["optimizers"]["actor"]["state"][0]["step"]
+        - first_state["optimizers"]["actor"]["state"][0]["step"]
+    )
+    assert actor_steps == new_iterations  # one actor step per iteration
+    # The history was restored, not restarted.
+    assert len(state["history"]["eval/return"]) > len(first_state["history"]["eval/return"])
+    assert (
+        state["history"]["eval/return"][: len(first_state["history"]["eval/return"])]
+        == (first_state["history"]["eval/return"])
+    )
+
+
+def test_resumed_run_appends_to_the_same_logs(resumed, read_scalars):
+    _, first_state, _, second, state = resumed
+    (log_dir,) = (second.run_dir / "logs").iterdir()
+    steps, _ = read_scalars(log_dir / "scalars" / "loss/world_model.csv")
+    assert all(b > a for a, b in itertools.pairwise(steps))
+    assert steps[-1] == state["counters"]["frames"]
+    assert first_state["counters"]["frames"] in steps
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pwm_flow.py logs the final evaluation at the step of a periodic evaluation that "
+    "ran on the last iteration: eval/return gets the same step twice",
+)
+def test_final_evaluation_does_not_repeat_a_logged_step(resumed, read_scalars):
+    first, *_ = resumed
+    (log_dir,) = (first.run_dir / "logs").iterdir()
+    steps, _ = read_scalars(log_dir / "scalars" / "eval/return.csv")
+    assert len(steps) == len(set(steps)), steps
