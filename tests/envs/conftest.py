@@ -1,10 +1,10 @@
-"""Session-scoped locomotion envs: the first Newton/Warp build compiles kernels (~45 s cold)."""
+"""Session-scoped Newton task envs: the first Newton/Warp build compiles kernels (~45 s cold)."""
 
 from __future__ import annotations
 
 import pytest
 
-from torchrl_flowmbpo.envs.locomotion import LocomotionEnv, make_env
+from torchrl_flowmbpo.envs.locomotion import CartPoleEnv, LocomotionEnv, make_env
 
 NUM_ENVS = 8
 
@@ -22,6 +22,11 @@ def anymal_env() -> LocomotionEnv:
 @pytest.fixture(scope="session")
 def humanoid_env() -> LocomotionEnv:
     return make_env("humanoid", num_envs=NUM_ENVS, seed=0)
+
+
+@pytest.fixture(scope="session")
+def cartpole_env() -> CartPoleEnv:
+    return make_env("cartpole", num_envs=NUM_ENVS, seed=0)
 
 
 @pytest.fixture(params=["ant", "anymal", "humanoid"])

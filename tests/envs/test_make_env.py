@@ -11,11 +11,11 @@ from torchrl_flowmbpo.envs.locomotion import TASKS, make_env, task_kwargs
 
 
 def test_tasks() -> None:
-    assert sorted(TASKS) == ["ant", "anymal", "humanoid"]
+    assert sorted(TASKS) == ["ant", "anymal", "cartpole", "humanoid"]
 
 
 def test_unknown_task_is_named() -> None:
-    with pytest.raises(ValueError, match=r"'cheetah'.*\['ant', 'anymal', 'humanoid'\]"):
+    with pytest.raises(ValueError, match=r"'cheetah'.*\['ant', 'anymal', 'cartpole', 'humanoid'\]"):
         make_env("cheetah", num_envs=2)
 
 
@@ -28,9 +28,10 @@ def test_unknown_kwarg_is_named() -> None:
 
 
 def test_task_kwargs() -> None:
-    common = {"episode_length", "termination_height", "action_scale", "reset_noise"}
+    common = {"episode_length", "action_scale", "reset_noise", "action_penalty", "capture"}
     for name in TASKS:
         assert common <= set(task_kwargs(name))
+        assert ("termination_height" in task_kwargs(name)) == (name != "cartpole")
     assert "termination_tolerance" in task_kwargs("humanoid")
     assert "joint_stiffness" in task_kwargs("anymal")
 

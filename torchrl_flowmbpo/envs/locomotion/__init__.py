@@ -1,4 +1,4 @@
-"""Locomotion tasks (Ant, Anymal, Humanoid) as batched TorchRL envs on Newton physics.
+"""Newton tasks as batched TorchRL envs: locomotion (Ant, Anymal, Humanoid) and a cartpole.
 
 Importing this package does not import ``newton`` or ``warp``: they load when an env is built.
 """
@@ -9,16 +9,19 @@ import inspect
 from typing import Any
 
 import torch
+from torchrl.envs import EnvBase
 
 from torchrl_flowmbpo.envs.locomotion.ant import AntEnv
 from torchrl_flowmbpo.envs.locomotion.anymal import AnymalEnv
 from torchrl_flowmbpo.envs.locomotion.base import LocomotionEnv
+from torchrl_flowmbpo.envs.locomotion.cartpole import CartPoleEnv
 from torchrl_flowmbpo.envs.locomotion.humanoid import HumanoidEnv
 
 __all__ = [
     "TASKS",
     "AntEnv",
     "AnymalEnv",
+    "CartPoleEnv",
     "HumanoidEnv",
     "LocomotionEnv",
     "make_env",
@@ -26,9 +29,10 @@ __all__ = [
 ]
 
 #: Task name -> env class.
-TASKS: dict[str, type[LocomotionEnv]] = {
+TASKS: dict[str, type[EnvBase]] = {
     "ant": AntEnv,
     "anymal": AnymalEnv,
+    "cartpole": CartPoleEnv,
     "humanoid": HumanoidEnv,
 }
 
@@ -42,16 +46,20 @@ def task_kwargs(name: str) -> tuple[str, ...]:
     Args:
         name: task name, a key of :data:`TASKS`.
     """
-    cls = _task_class(name)
     names: set[str] = set()
-    for klass in (cls, LocomotionEnv):
+    # The task class and its own bases (e.g. LocomotionEnv), up to TorchRL's EnvBase.
+    for klass in _task_class(name).__mro__:
+        if klass is EnvBase:
+            break
+        if "__init__" not in vars(klass):
+            continue
         for p in inspect.signature(klass.__init__).parameters.values():
             if p.kind is inspect.Parameter.KEYWORD_ONLY:
                 names.add(p.name)
     return tuple(sorted(names - set(_FACTORY_ARGS)))
 
 
-def _task_class(name: str) -> type[LocomotionEnv]:
+def _task_class(name: str) -> type[EnvBase]:
     try:
         return TASKS[name]
     except KeyError:
@@ -65,18 +73,19 @@ def make_env(
     device: str | torch.device = "cpu",
     seed: int | None = None,
     **task_kwargs_: Any,
-) -> LocomotionEnv:
-    """Build a batched locomotion env.
+) -> EnvBase:
+    """Build a batched Newton task env.
 
     Args:
-        name: task name: ``"ant"``, ``"anymal"`` or ``"humanoid"``.
+        name: task name: ``"ant"``, ``"anymal"``, ``"cartpole"`` or ``"humanoid"``.
 
     Keyword Args:
         num_envs: number of parallel worlds; the env's ``batch_size`` is ``[num_envs]``.
         device: device of the simulator and of every tensor (``"cpu"`` or ``"cuda:N"``).
         seed: seed of the env's generator; ``None`` draws a random one.
         **task_kwargs_: task parameters (see the task classes and :func:`task_kwargs`), e.g.
-            ``episode_length``, ``termination_height``, ``action_scale``, ``reset_noise``.
+            ``episode_length``, ``termination_height``, ``action_scale``, ``reset_noise``
+            (the cartpole has no ``termination_height``).
 
     Returns:
         A TorchRL ``EnvBase`` with keys ``"observation"``, ``"action"`` (bounded to [-1, 1]),

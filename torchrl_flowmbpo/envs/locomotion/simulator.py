@@ -28,7 +28,7 @@ def newton_asset(name: str) -> str:
 
 
 class NewtonSimulator:
-    """``num_worlds`` copies of one robot on a ground plane, simulated by ``SolverMuJoCo``.
+    """``num_worlds`` copies of one robot (on a ground plane), simulated by ``SolverMuJoCo``.
 
     One call to :meth:`simulate` advances every world by ``substeps * sim_dt`` seconds by
     replaying a Warp graph captured at construction (on CPU too: it removes the Python launch
@@ -37,6 +37,7 @@ class NewtonSimulator:
     Args:
         add_robot: callable that adds one robot (and its default joint angles) to a
             ``newton.ModelBuilder`` that already has the MuJoCo custom attributes registered.
+            The robot may be floating (free root joint) or fixed to the world.
         num_worlds: number of replicated worlds.
 
     Keyword Args:
@@ -49,13 +50,16 @@ class NewtonSimulator:
             random actions).
         nconmax: contacts per world for MuJoCo-Warp.
         capture: replay a captured Warp graph (``True``) or launch kernels eagerly.
+        ground_plane: add a ground plane shared by all worlds (``False`` for fixed-base robots
+            that never touch the ground, e.g. the cartpole).
         verbose: keep Warp's info messages (initialisation banner, one line per kernel module
             loaded or compiled) while building; by default only warnings are shown.
 
     Attributes:
-        joint_q: ``[N, nq]`` view: root position, root quaternion (xyzw), joint angles.
+        joint_q: ``[N, nq]`` view: root position, root quaternion (xyzw), joint angles (a
+            fixed-base robot has no root coordinates: joint angles only).
         joint_qd: ``[N, nqd]`` view: root COM linear velocity and angular velocity (world
-            frame), joint velocities.
+            frame), joint velocities (fixed base: joint velocities only).
         joint_f: ``[N, nqd]`` view of the generalised forces applied during :meth:`simulate`.
     """
 
@@ -70,6 +74,7 @@ class NewtonSimulator:
         njmax: int = 200,
         nconmax: int = 100,
         capture: bool = True,
+        ground_plane: bool = True,
         verbose: bool = False,
     ) -> None:
         if substeps < 2 or substeps % 2:
@@ -80,7 +85,17 @@ class NewtonSimulator:
         if not verbose:
             wp.config.log_level = max(log_level, wp.LOG_WARNING)
         try:
-            self._build(add_robot, num_worlds, device, sim_dt, substeps, njmax, nconmax, capture)
+            self._build(
+                add_robot,
+                num_worlds,
+                device,
+                sim_dt,
+                substeps,
+                njmax,
+                nconmax,
+                capture,
+                ground_plane,
+            )
         finally:
             wp.config.log_level = log_level
 
@@ -94,6 +109,7 @@ class NewtonSimulator:
         njmax: int,
         nconmax: int,
         capture: bool,
+        ground_plane: bool,
     ) -> None:
         import newton
         import warp as wp
@@ -110,7 +126,8 @@ class NewtonSimulator:
         scene = newton.ModelBuilder()
         newton.solvers.SolverMuJoCo.register_custom_attributes(scene)
         scene.replicate(robot, self.num_worlds)
-        scene.add_ground_plane()
+        if ground_plane:
+            scene.add_ground_plane()
         self.model = scene.finalize(device=wp_device)
         self.solver = newton.solvers.SolverMuJoCo(self.model, njmax=njmax, nconmax=nconmax)
         self.state_0 = self.model.state()

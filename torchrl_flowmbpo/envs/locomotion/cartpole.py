@@ -1,0 +1,245 @@
+"""Cartpole swing-up on Newton (after dflex/SHAC's ``CartPoleSwingUpEnv``).
+
+A small fixed-base task for quick CPU runs: a cart on a rail, a pole on a hinge, the pole
+starting down. Robot: ``cartpole.urdf`` from the ``newton`` wheel with its second pole removed
+(the file is a double pendulum; the task is the single one). Cart: prismatic joint along the
+world y axis, 1 kg, rail limits ±4 m (the URDF's). Pole: revolute joint about the world x axis,
+0.25 kg, centre of mass 0.47 m from the hinge, ``θ = 0`` upright.
+
+=======  =================================================
+index    observation
+=======  =================================================
+``0``    cart position ``x`` (m)
+``1``    ``sin θ``
+``2``    ``cos θ`` (1 = upright, -1 = hanging down)
+``3``    cart velocity ``ẋ`` (m/s)
+``4``    pole angular velocity ``θ̇`` (rad/s)
+=======  =================================================
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator, newton_asset
+
+__all__ = ["CartPoleEnv"]
+
+# The URDF's second pole (a double pendulum), left out of the single-pole task.
+_SECOND_POLE = ("pole2", "pole1_to_pole2")
+
+
+def single_pole_urdf() -> str:
+    """``cartpole.urdf`` from the ``newton`` wheel, without its second pole, as XML text."""
+    robot = ET.parse(newton_asset("cartpole.urdf")).getroot()
+    for element in list(robot):
+        if element.get("name") in _SECOND_POLE:
+            robot.remove(element)
+    return ET.tostring(robot, encoding="unicode")
+
+
+class CartPoleEnv(EnvBase):
+    """Cartpole swing-up: observation 5, action 1, ``num_envs`` Newton worlds.
+
+    Each step clips the action to [-1, 1], pushes the cart with a force of
+    ``action_scale * a`` newtons, advances the physics by ``substeps * sim_dt`` (1/60 s) and
+    returns the new observation, the reward and the done flags. Episodes are truncated after
+    ``episode_length`` steps (SHAC: 240, i.e. 4 s) and never terminate, except when the state
+    of a world becomes non-finite or exceeds 1e6 in magnitude: it then terminates, is put back
+    into its initial state within the step, and returns its last finite observation.
+
+    Reward (SHAC's penalties), from the **pre-step** observation and the clipped action::
+
+        r = -(θ² + 0.1 θ̇² + 0.05 x² + 0.1 ẋ²) - action_penalty * a²,   θ wrapped to [-π, π)
+
+    Start: pole hanging down (``θ = π``), cart at 0, at rest, plus uniform noise times
+    ``reset_noise``: ±0.1 on ``x`` and ``θ``, ±0.25 on both velocities.
+
+    Args:
+        num_envs: number of parallel worlds (the env's batch size).
+
+    Keyword Args:
+        device: device of the simulator and of every tensor.
+        seed: seed of the env's generator (reset noise). ``None`` draws a random seed.
+        episode_length: steps before truncation (SHAC: 240).
+        action_scale: cart force in newtons at ``|a| = 1``. The default 30 N lets a
+            full-throttle energy-pumping controller swing the pole up in about 1 s without
+            reaching the rail ends (SHAC's 1000 N was for its dflex model).
+        action_penalty: weight of ``-a²`` in the reward (SHAC: 0).
+        reset_noise: multiplier of the uniform reset noise; 0 starts exactly hanging down.
+        sim_dt: physics time step in seconds.
+        substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
+        capture: replay a captured Warp graph (faster; results are bit-identical).
+    """
+
+    #: Reward weights of θ², θ̇², x², ẋ² (SHAC's pole angle / velocity and cart position /
+    #: velocity penalties).
+    penalties: tuple[float, float, float, float] = (1.0, 0.1, 0.05, 0.1)
+    obs_dim = 5
+    action_dim = 1
+
+    def __init__(
+        self,
+        num_envs: int,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        episode_length: int = 240,
+        action_scale: float = 30.0,
+        action_penalty: float = 0.0,
+        reset_noise: float = 1.0,
+        sim_dt: float = 1.0 / 240.0,
+        substeps: int = 4,
+        capture: bool = True,
+    ) -> None:
+        device = torch.device(device)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.num_envs = int(num_envs)
+        self.episode_length = int(episode_length)
+        self.action_scale = float(action_scale)
+        self.action_penalty = float(action_penalty)
+        self.reset_noise = float(reset_noise)
+        self.dt = float(sim_dt) * int(substeps)
+        self.sim = NewtonSimulator(
+            self._add_robot,
+            self.num_envs,
+            device=device,
+            sim_dt=sim_dt,
+            substeps=substeps,
+            # No contacts (collisions off, no ground): only the rail limit needs rows.
+            njmax=8,
+            nconmax=8,
+            capture=capture,
+            ground_plane=False,
+        )
+        if (self.sim.nq, self.sim.nqd) != (2, 2):
+            raise RuntimeError(f"cartpole: expected 2 joint DoFs, got {self.sim.nqd}.")
+        self._rng = torch.Generator(device=device)
+        self._set_seed(seed)
+        self._step_count = torch.zeros(self.num_envs, dtype=torch.long, device=device)
+        self._obs = self._observe()
+        self._make_specs()
+
+    # ----------------------------------------------------------------- model
+    @staticmethod
+    def _add_robot(builder: Any) -> None:
+        import newton
+
+        # URDF default: the rail (root link) is fixed to the world.
+        builder.add_urdf(single_pole_urdf(), floating=False, enable_self_collisions=False)
+        # The cart and pole never touch anything: no collision shapes, no contact rows.
+        for shape in range(builder.shape_count):
+            builder.shape_flags[shape] &= ~newton.ShapeFlags.COLLIDE_SHAPES
+        builder.joint_q[-2:] = [0.0, math.pi]  # cart centred, pole hanging down
+
+    def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Reward ``[N]`` of the pre-step observation ``[N, 5]`` and clipped action ``[N, 1]``."""
+        theta = torch.atan2(obs[:, 1], obs[:, 2])  # the pole angle wrapped to [-π, π]
+        w_theta, w_theta_dot, w_x, w_x_dot = self.penalties
+        cost = (
+            w_theta * theta.square()
+            + w_theta_dot * obs[:, 4].square()
+            + w_x * obs[:, 0].square()
+            + w_x_dot * obs[:, 3].square()
+        )
+        return -cost - self.action_penalty * action.square().sum(-1)
+
+    # ----------------------------------------------------------------- specs
+    def _make_specs(self) -> None:
+        n, d = self.num_envs, self.device
+        self.observation_spec = Composite(
+            observation=Unbounded((n, self.obs_dim), dtype=torch.float32, device=d),
+            shape=(n,),
+            device=d,
+        )
+        self.action_spec = Bounded(-1.0, 1.0, (n, self.action_dim), dtype=torch.float32, device=d)
+        self.reward_spec = Unbounded((n, 1), dtype=torch.float32, device=d)
+        flag = Categorical(2, (n, 1), dtype=torch.bool, device=d)
+        self.done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=(n,), device=d
+        )
+
+    # ----------------------------------------------------------------- observation
+    def _observe(self) -> torch.Tensor:
+        q, qd = self.sim.joint_q, self.sim.joint_qd
+        theta = q[:, 1:2]
+        return torch.cat((q[:, 0:1], torch.sin(theta), torch.cos(theta), qd), dim=-1)
+
+    # ----------------------------------------------------------------- TorchRL API
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict.get("action").clamp(-1.0, 1.0)
+        obs_prev = self._obs.clone()
+        reward = self._reward(obs_prev, action)
+        self.sim.joint_f[:, 0:1].copy_(action * self.action_scale)
+        self.sim.simulate()
+        self._step_count.add_(1)
+
+        invalid = self.sim.invalid_worlds()
+        obs = self._observe()
+        if invalid.any():
+            # As in LocomotionEnv: keep the last finite observation, restart the world now.
+            obs = torch.where(invalid.unsqueeze(-1), obs_prev, obs)
+            self.sim.reset_worlds(invalid)
+        terminated = invalid
+        truncated = self._step_count >= self.episode_length
+        self._obs.copy_(obs)
+        return TensorDict(
+            {
+                "observation": obs,
+                "reward": reward.unsqueeze(-1),
+                "done": (terminated | truncated).unsqueeze(-1),
+                "terminated": terminated.unsqueeze(-1),
+                "truncated": truncated.unsqueeze(-1),
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        if mask is None:
+            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            mask = mask.reshape(self.num_envs)
+        q, qd = self._noisy_initial_state()
+        self.sim.reset_worlds(mask, q, qd)
+        self._step_count.masked_fill_(mask, 0)
+        obs = self._observe()
+        self._obs.copy_(torch.where(mask.unsqueeze(-1), obs, self._obs))
+        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        return TensorDict(
+            {
+                "observation": self._obs.clone(),
+                "done": false.clone(),
+                "terminated": false.clone(),
+                "truncated": false,
+            },
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hanging-down start plus uniform noise, drawn for every world (masked later)."""
+        q = self.sim.default_q.clone()
+        qd = self.sim.default_qd.clone()
+        s = self.reset_noise
+        if s == 0.0:
+            return q, qd
+        u = torch.rand(self.num_envs, 4, generator=self._rng, device=self.device)
+        noise = s * (2.0 * u - 1.0)
+        q += 0.1 * noise[:, 0:2]
+        qd += 0.25 * noise[:, 2:4]
+        return q, qd
+
+    def _set_seed(self, seed: int | None) -> None:
+        if seed is None:
+            self._rng.seed()
+        else:
+            self._rng.manual_seed(int(seed))
