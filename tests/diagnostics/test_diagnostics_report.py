@@ -1,0 +1,133 @@
+"""examples/diagnostics_report.py on a fake run directory of TorchRL CSV logs."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensordict import TensorDict
+
+from torchrl_flowmbpo.diagnostics import (
+    METRIC_PREFIXES,
+    critic_vs_returns,
+    exploitation_gap,
+    horizon_return_gap,
+    imagination_vs_real,
+    scalar_metrics,
+    termination_calibration,
+)
+from torchrl_flowmbpo.modules import GaussianActor, VCritic
+from torchrl_flowmbpo.modules.models import PWMWorldModel
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "diagnostics_report.py"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("diagnostics_report", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(root: Path, metrics: dict[str, list[tuple[int, float]]], exp="baseline_ant_seed0"):
+    """A run dir laid out as TorchRL's CSVLogger writes it: rows ``step,value``, no header."""
+    for name, rows in metrics.items():
+        path = root / "logs" / exp / "scalars" / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{step},{value}\n" for step, value in rows))
+    return root
+
+
+METRICS = {
+    "train/return": [(1024, 12.0), (2048, 20.5), (3072, 18.0)],
+    "eval/return": [(3072, 25.0)],
+    "diagnostics/reward_corr_mean": [(2048, 0.6), (3072, 0.9)],
+    "diagnostics/termination_ratio": [(2048, 0.03), (3072, 0.05)],
+    "diagnostics/critic_bias": [(2048, 40.0), (3072, float("nan"))],
+    "diagnostics/exploitation_gap": [(2048, 120.0), (3072, 180.0)],
+    "loss/actor": [(2048, 1.0)],
+}
+
+
+def test_reads_csv_logger_layout(report, tmp_path):
+    run = fake_run(tmp_path, METRICS)
+    scalars = report.read_scalars(run / "logs" / "baseline_ant_seed0" / "scalars")
+    assert scalars["train/return"] == ([1024.0, 2048.0, 3072.0], [12.0, 20.5, 18.0])
+    assert scalars["diagnostics/critic_bias"][1][0] == 40.0
+    assert math.isnan(scalars["diagnostics/critic_bias"][1][1])
+
+
+def test_writes_png_and_lists_missing_metrics(report, tmp_path):
+    run = fake_run(tmp_path, METRICS)
+    path, missing = report.make_report(run)
+    assert path == run / "diagnostics.png"
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert "diagnostics/latent_error_last" in missing
+    assert "diagnostics/termination_ratio" not in missing
+    assert "train/return" not in missing
+
+
+def test_cli_on_a_fake_run(tmp_path):
+    run = fake_run(tmp_path / "run", METRICS)
+    fake_run(run, {"train/return": [(1024, 5.0)]}, exp="flow_wm_ant_seed0")  # two experiments
+    out = tmp_path / "report.png"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(run), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == PNG_MAGIC
+    assert "Skipped (not logged):" in result.stdout and "diagnostics/critic_corr" in result.stdout
+
+
+def test_run_without_logs_fails_cleanly(report, tmp_path, capsys):
+    assert report.main([str(tmp_path)]) == 1
+    assert "No CSV logs" in capsys.readouterr().err
+    fake_run(tmp_path, {"loss/actor": [(1, 1.0)]})
+    assert report.main([str(tmp_path)]) == 1
+    assert "None of the diagnostic" in capsys.readouterr().err
+
+
+def test_logged_names_documented_and_plotted(report):
+    """Every scalar a diagnostic logs is defined in docs/metrics.md, and every diagnostic the
+    report plots is one of them."""
+    wm = PWMWorldModel(3, 2, latent_dim=16, units=(32,), encoder_units=(32,))
+    data = TensorDict(
+        {
+            "observation": torch.randn(4, 5, 3),
+            ("next", "observation"): torch.randn(4, 5, 3),
+            "action": torch.zeros(4, 5, 2),
+            ("next", "reward"): torch.randn(4, 5, 1),
+            ("next", "done"): torch.zeros(4, 5, 1, dtype=torch.bool),
+            ("next", "terminated"): torch.zeros(4, 5, 1, dtype=torch.bool),
+        },
+        batch_size=[4, 5],
+    )
+    results = {
+        "imagination_vs_real": imagination_vs_real(wm, data, horizon=3),
+        "termination_calibration": termination_calibration(wm, data),
+        "critic_vs_returns": critic_vs_returns(VCritic(16, hidden=(8,)), wm, data, gamma=0.5),
+        "exploitation_gap": exploitation_gap(1.0, 1.0, gamma=0.5),
+        "horizon_return_gap": horizon_return_gap(
+            wm, GaussianActor(16, 2, hidden=(8,)), data, horizon=3, gamma=0.5
+        ),
+    }
+    logged = set()
+    for name, result in results.items():
+        logged |= set(scalar_metrics(result, METRIC_PREFIXES[name]))
+    docs = (SCRIPT.parents[1] / "docs" / "metrics.md").read_text().split("## Diagnostics")[1]
+    documented = set(re.findall(r"`(diagnostics/[a-z_]+)`", docs))
+    assert logged == documented
+    plotted = {n for _, names, _, _ in report.PANELS for n in names if n.startswith("diag")}
+    assert plotted <= logged

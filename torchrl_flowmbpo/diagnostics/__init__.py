@@ -1,0 +1,40 @@
+"""Model-exploitation diagnostics: is the policy learning from the model, or fooling it?
+
+Pure functions on real data (no training, no graphs; plain Python floats and lists out):
+
+- :func:`imagination_vs_real`: open-loop reward correlation / error and latent drift vs horizon;
+- :func:`termination_calibration`: predicted vs observed termination rate, Brier, reliability;
+- :func:`critic_vs_returns`: the critic's V(E(o_t)) vs the discounted real return-to-go;
+- :func:`exploitation_gap`: imagined return vs the value of the real per-step reward;
+- :func:`horizon_return_gap`: imagined vs real H-step return from the same start states;
+- :func:`collect_rollouts`: closed-loop real-env rollouts for the last two;
+- :func:`scalar_metrics`: a result's scalars as ``{"diagnostics/...": float}`` for a logger.
+
+Formulas and logged names: ``docs/metrics.md``, section "Diagnostics".
+"""
+
+from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar_metrics
+from torchrl_flowmbpo.diagnostics.returns import (
+    collect_rollouts,
+    critic_vs_returns,
+    exploitation_gap,
+    horizon_return_gap,
+)
+from torchrl_flowmbpo.diagnostics.world_model import (
+    CALIBRATION_STRATEGIES,
+    imagination_vs_real,
+    termination_calibration,
+)
+
+__all__ = [
+    "CALIBRATION_STRATEGIES",
+    "METRIC_PREFIXES",
+    "collect_rollouts",
+    "critic_vs_returns",
+    "exploitation_gap",
+    "horizon_return_gap",
+    "imagination_vs_real",
+    "pearson",
+    "scalar_metrics",
+    "termination_calibration",
+]
