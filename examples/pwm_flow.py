@@ -139,6 +139,8 @@ def main(cfg: DictConfig) -> None:
                 device=cfg.device,
                 seed=cfg.seed + 1000,
             )
+        # Same start states at every evaluation, as examples/evaluate.py uses.
+        eval_env.set_seed(cfg.seed + 1000)
         return evaluate_policy(
             eval_env,
             make_policy(world_model, actor),
@@ -228,11 +230,15 @@ def main(cfg: DictConfig) -> None:
             checkpoint()
     progress.close()
     collector.shutdown()
-    eval_stats = evaluate()
-    history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
-    if logger is not None:
-        logger.log_scalar("eval/return", eval_stats["return_mean"], step=counters["frames"])
-        logger.log_scalar("eval/episode_length", eval_stats["length_mean"], step=counters["frames"])
+    last_eval = history["eval/return"][-1][0] if history["eval/return"] else None
+    evaluated_now = bool(eval_stats) and last_eval == counters["frames"]
+    if not evaluated_now:
+        eval_stats = evaluate()
+        history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+        if logger is not None:
+            logger.log_scalar("eval/return", eval_stats["return_mean"], step=counters["frames"])
+            length = eval_stats["length_mean"]
+            logger.log_scalar("eval/episode_length", length, step=counters["frames"])
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print(

@@ -177,11 +177,6 @@ def test_resumed_run_appends_to_the_same_logs(resumed, read_scalars):
     assert first_state["counters"]["frames"] in steps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pwm_flow.py logs the final evaluation at the step of a periodic evaluation that "
-    "ran on the last iteration: eval/return gets the same step twice",
-)
 def test_final_evaluation_does_not_repeat_a_logged_step(resumed, read_scalars):
     first, *_ = resumed
     (log_dir,) = (first.run_dir / "logs").iterdir()
