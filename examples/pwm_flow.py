@@ -21,6 +21,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from torchrl_flowmbpo.diagnostics import (
+    METRIC_PREFIXES,
+    exploitation_gap,
+    horizon_return_gap,
+    imagination_vs_real,
+    scalar_metrics,
+    termination_calibration,
+)
 from torchrl_flowmbpo.recipes import (
     PWMUpdater,
     evaluate_policy,
@@ -173,6 +181,31 @@ def main(cfg: DictConfig) -> None:
         frames = data.numel()
         counters["frames"] += frames
         buffer_frames += frames
+        diagnose = (
+            buffer_frames > cfg.collector.init_random_frames
+            and cfg.diagnostics.interval
+            and (counters["iteration"] + 1) % cfg.diagnostics.interval == 0
+        )
+        diagnostics: dict[str, float] = {}
+        if diagnose:
+            # The fresh batch is held out: the model has not trained on it yet.
+            scale = float(reward_norm.scale)
+            checks = {
+                "imagination_vs_real": imagination_vs_real(
+                    world_model, data, horizon=horizon, reward_scale=scale
+                ),
+                "termination_calibration": termination_calibration(world_model, data),
+                "horizon_return_gap": horizon_return_gap(
+                    world_model,
+                    actor,
+                    data,
+                    horizon=horizon,
+                    gamma=algo.gamma,
+                    reward_scale=scale,
+                ),
+            }
+            for name, result in checks.items():
+                diagnostics.update(scalar_metrics(result, METRIC_PREFIXES[name]))
         replay_buffer.extend(data)
         reward_norm.update(data.get(("next", "reward")))
         metrics: dict[str, float] = {}
@@ -209,6 +242,15 @@ def main(cfg: DictConfig) -> None:
         metrics["time/fps"] = (counters["frames"] - start_frames) / elapsed
         metrics["train/reward_scale"] = float(reward_norm.scale)
         metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
+        if diagnose:
+            gap = exploitation_gap(
+                metrics["actor/imagined_return"],
+                float(data.get(("next", "reward")).mean()),
+                gamma=algo.gamma,
+                reward_scale=float(reward_norm.scale),
+            )
+            metrics.update(diagnostics)
+            metrics.update(scalar_metrics(gap, METRIC_PREFIXES["exploitation_gap"]))
         if cfg.eval.interval and iteration % cfg.eval.interval == 0:
             eval_stats = evaluate()
             metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
