@@ -2,7 +2,8 @@
 
 Subpackages: ``functional`` (symlog, two-hot), ``flows`` (paths and ODE integrators),
 ``modules`` (world models, actors, critic), ``envs`` (imagined env, locomotion tasks),
-``objectives`` (PWM losses) and ``transforms`` (reward normalisation).
+``objectives`` (PWM losses), ``transforms`` (reward normalisation), ``diagnostics``
+(model-exploitation checks) and ``recipes`` (builders, checkpoints, evaluation, updates).
 """
 
 __version__ = "0.1.0"
