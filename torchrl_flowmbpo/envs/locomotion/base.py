@@ -27,10 +27,16 @@ import math
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from torchrl_flowmbpo.envs.locomotion.batched import (
+    recover_diverged,
+    reset_mask,
+    reset_output,
+    step_output,
+)
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator
 
 __all__ = ["LocomotionEnv", "quat_mul"]
@@ -192,50 +198,21 @@ class LocomotionEnv(EnvBase):
         self._prev_action.copy_(action)
 
         invalid = self.sim.invalid_worlds()
-        obs = self._observe()
-        if invalid.any():
-            # Never hand out a diverged state: keep the last finite observation and put the
-            # world back into its initial pose now, so NaN cannot survive into later steps.
-            obs = torch.where(invalid.unsqueeze(-1), obs_prev, obs)
-            self.sim.reset_worlds(invalid)
+        obs = recover_diverged(self.sim, self._observe(), obs_prev, invalid)
         terminated = (obs[:, 0] < self.termination_height) | invalid
         truncated = self._step_count >= self.episode_length
         self._obs.copy_(obs)
-        return TensorDict(
-            {
-                "observation": obs,
-                "reward": reward.unsqueeze(-1),
-                "done": (terminated | truncated).unsqueeze(-1),
-                "terminated": terminated.unsqueeze(-1),
-                "truncated": truncated.unsqueeze(-1),
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return step_output(obs, reward, terminated, truncated, self)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None:
-            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        else:
-            mask = mask.reshape(self.num_envs)
+        mask = reset_mask(tensordict, self.num_envs, self.device)
         q, qd = self._noisy_initial_state()
         self.sim.reset_worlds(mask, q, qd)
         self._step_count.masked_fill_(mask, 0)
         self._prev_action.masked_fill_(mask.unsqueeze(-1), 0.0)
         obs = self._observe()
         self._obs.copy_(torch.where(mask.unsqueeze(-1), obs, self._obs))
-        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
-        return TensorDict(
-            {
-                "observation": self._obs.clone(),
-                "done": false.clone(),
-                "terminated": false.clone(),
-                "truncated": false,
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return reset_output(self._obs.clone(), self)
 
     def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Initial pose plus dflex's uniform noise, drawn for every world (masked later)."""

@@ -24,10 +24,16 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from torchrl_flowmbpo.envs.locomotion.batched import (
+    recover_diverged,
+    reset_mask,
+    reset_output,
+    step_output,
+)
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator, newton_asset
 
 __all__ = ["CartPoleEnv"]
@@ -182,48 +188,19 @@ class CartPoleEnv(EnvBase):
         self._step_count.add_(1)
 
         invalid = self.sim.invalid_worlds()
-        obs = self._observe()
-        if invalid.any():
-            # As in LocomotionEnv: keep the last finite observation, restart the world now.
-            obs = torch.where(invalid.unsqueeze(-1), obs_prev, obs)
-            self.sim.reset_worlds(invalid)
-        terminated = invalid
+        obs = recover_diverged(self.sim, self._observe(), obs_prev, invalid)
         truncated = self._step_count >= self.episode_length
         self._obs.copy_(obs)
-        return TensorDict(
-            {
-                "observation": obs,
-                "reward": reward.unsqueeze(-1),
-                "done": (terminated | truncated).unsqueeze(-1),
-                "terminated": terminated.unsqueeze(-1),
-                "truncated": truncated.unsqueeze(-1),
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return step_output(obs, reward, invalid, truncated, self)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
-        mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None:
-            mask = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        else:
-            mask = mask.reshape(self.num_envs)
+        mask = reset_mask(tensordict, self.num_envs, self.device)
         q, qd = self._noisy_initial_state()
         self.sim.reset_worlds(mask, q, qd)
         self._step_count.masked_fill_(mask, 0)
         obs = self._observe()
         self._obs.copy_(torch.where(mask.unsqueeze(-1), obs, self._obs))
-        false = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
-        return TensorDict(
-            {
-                "observation": self._obs.clone(),
-                "done": false.clone(),
-                "terminated": false.clone(),
-                "truncated": false,
-            },
-            batch_size=self.batch_size,
-            device=self.device,
-        )
+        return reset_output(self._obs.clone(), self)
 
     def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Hanging-down start plus uniform noise, drawn for every world (masked later)."""
