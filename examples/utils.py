@@ -89,6 +89,7 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         detach_continue=algo.detach_continue,
         bootstrap_extra_gamma=algo.bootstrap_extra_gamma,
         bootstrap_params=value_loss.target_critic_network_params if algo.target_critic else None,
+        entropy_coef=algo.entropy_coef,
     )
     return wm_loss, actor_loss, value_loss
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
@@ -30,9 +32,14 @@ class PWMActorLoss(LossModule):
     ``J = Σ_t γ^t Γ_t r̂_t + γ^H Γ_H min_k V_k(z_H)``
 
     and the loss is ``mean(−J)`` divided by ``sqrt(var + 1e-5)`` of a running estimate of ``−J``
-    (``ret_rms``) or by ``H`` without it. The world model and the critic are held out
-    (``hold_out_net``): gradients flow *through* them to the actor's actions, never *into*
-    their parameters.
+    (``ret_rms``) or by ``H`` without it. With ``entropy_coef > 0`` (tanh-Gaussian actors), a
+    second term ``loss_entropy = −entropy_coef · mean_{b,t} Ĥ(π(·|z_t))`` rewards the entropy of
+    the squashed action distribution, estimated with one fresh reparameterised sample ``u`` per
+    state: ``Ĥ = Σ_d [log σ_d + ½ log(2πe) + log(1 − tanh²(u_d))]``. Its ``log(1 − tanh²)``
+    part keeps a gradient of about 2 per unit of pre-tanh mean when the actions saturate, where
+    the return's gradient is exactly zero in float32 (an actor there never recovers). The world
+    model and the critic are held out (``hold_out_net``): gradients flow *through* them to the
+    actor's actions, never *into* their parameters.
 
     ``forward`` returns ``(losses, trajectory)``: the detached imagined trajectory ``[B, H]``
     carries ``latent``, ``("next", "latent")``, ``("next", "reward")``, ``("next",
@@ -54,6 +61,8 @@ class PWMActorLoss(LossModule):
         bootstrap_extra_gamma: PWM's ``γ^{H+1}`` horizon bootstrap (parity only; default γ^H).
         bootstrap_params: parameters swapped into the critic for the horizon bootstrap, e.g. a
             target critic's; the critic's own parameters when ``None``.
+        entropy_coef: weight of the entropy bonus (0: none, PWM). Needs an actor writing the
+            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
 
     Examples:
         >>> from torchrl_flowmbpo.modules import FlowActor, VCritic
@@ -81,6 +90,8 @@ class PWMActorLoss(LossModule):
             continue_prob: written continue probability, under ``"next"``.
                 Defaults to ``"continue"``.
             survival: written survival weight Γ_t. Defaults to ``"survival"``.
+            loc: the actor's pre-tanh mean (entropy bonus only). Defaults to ``"loc"``.
+            scale: the actor's pre-tanh std (entropy bonus only). Defaults to ``"scale"``.
         """
 
         observation: NestedKey = "observation"
@@ -90,6 +101,8 @@ class PWMActorLoss(LossModule):
         termination_logit: NestedKey = "termination_logit"
         continue_prob: NestedKey = "continue"
         survival: NestedKey = "survival"
+        loc: NestedKey = "loc"
+        scale: NestedKey = "scale"
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -107,10 +120,14 @@ class PWMActorLoss(LossModule):
         use_continue: bool = True,
         bootstrap_extra_gamma: bool = False,
         bootstrap_params: TensorDictBase | None = None,
+        entropy_coef: float = 0.0,
     ) -> None:
         super().__init__()
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}.")
+        if entropy_coef < 0:
+            raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}.")
+        self.entropy_coef = float(entropy_coef)
         self.actor_network = actor_network
         # Not registered as submodules: this loss must not own (or optimise) them.
         self.__dict__["critic_network"] = critic_network
@@ -177,9 +194,14 @@ class PWMActorLoss(LossModule):
             loss = per_start_loss.mean() / self.horizon
         traj.set(("next", keys.continue_prob), cont)
         traj.set(keys.survival, survival)
+        extra = {}
+        if self.entropy_coef > 0:
+            entropy = self._entropy(traj)
+            extra = {"loss_entropy": -self.entropy_coef * entropy, "entropy": entropy.detach()}
         losses = TensorDict(
             {
                 "loss_actor": loss,
+                **extra,
                 "imagined_return": ret.detach().mean(),
                 "imagined_reward": reward.detach().mean(),
                 "survival_horizon": survival_h.detach().mean(),
@@ -189,6 +211,23 @@ class PWMActorLoss(LossModule):
             batch_size=[],
         )
         return losses, traj.detach()
+
+    def _entropy(self, traj: TensorDictBase) -> torch.Tensor:
+        """Mean one-sample estimate of the tanh-Gaussian entropy over the imagined states."""
+        keys = self.tensor_keys
+        missing = [key for key in (keys.loc, keys.scale) if key not in traj.keys(True)]
+        if missing:
+            raise KeyError(
+                f"entropy_coef={self.entropy_coef} needs the actor's pre-tanh {missing} in the "
+                "rollout (a GaussianActor writes them; a FlowActor has no density): set "
+                "entropy_coef=0 or use a tanh-Gaussian actor."
+            )
+        loc, scale = traj.get(keys.loc), traj.get(keys.scale)
+        pre_tanh = loc + scale * torch.randn_like(loc)
+        # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|.
+        log_det = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        gaussian = scale.log() + 0.5 * math.log(2.0 * math.pi * math.e)
+        return (gaussian + log_det).sum(-1).mean()
 
     def _bootstrap_value(self, latent: torch.Tensor) -> torch.Tensor:
         """``min_k V_k(z_H)`` with the (held-out) critic or the bootstrap parameters."""

@@ -78,16 +78,27 @@ class PWMUpdater:
         """One world-model step on ``[B, H+1]`` slices."""
         losses = self.wm_loss(batch)
         total = _loss_sum(losses)
-        metrics = {key: float(value) for key, value in losses.items()}
+        metrics = {key: float(value.detach()) for key, value in losses.items()}
         metrics["grad_norm"] = self._step("world_model", total)
         metrics["loss"] = float(total)
         return metrics
 
-    def actor_critic_step(self, start: TensorDictBase) -> dict[str, float]:
-        """One actor step from real start observations, then the critic steps on its rollout."""
-        losses, trajectory = self.actor_loss(start)
-        metrics = {f"actor/{key}": float(value) for key, value in losses.items()}
-        metrics["actor/grad_norm"] = self._step("actor", losses["loss_actor"])
+    def actor_critic_step(
+        self, start: TensorDictBase, *, update_actor: bool = True
+    ) -> dict[str, float]:
+        """One actor step from real start observations, then the critic steps on its rollout.
+
+        With ``update_actor=False`` the actor only imagines (critic warm-up): the critic learns
+        the value of the initial policy before the actor follows its gradients.
+        """
+        if update_actor:
+            losses, trajectory = self.actor_loss(start)
+        else:
+            with torch.no_grad():
+                losses, trajectory = self.actor_loss(start)
+        metrics = {f"actor/{key}": float(value.detach()) for key, value in losses.items()}
+        if update_actor:
+            metrics["actor/grad_norm"] = self._step("actor", _loss_sum(losses))
         samples = self.value_loss.compute_value_targets(trajectory).reshape(-1)
         minibatch = max(samples.numel() // self.critic_minibatches, 1)
         value_losses = []
@@ -96,7 +107,7 @@ class PWMUpdater:
             for chunk in order.split(minibatch):
                 value_td = self.value_loss(samples[chunk])
                 metrics["critic/grad_norm"] = self._step("critic", value_td["loss_value"])
-                value_losses.append(float(value_td["loss_value"]))
+                value_losses.append(float(value_td["loss_value"].detach()))
                 if self.target_updater is not None:
                     self.target_updater.step()
         metrics["critic/loss_value"] = sum(value_losses) / len(value_losses)
