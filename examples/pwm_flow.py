@@ -103,7 +103,7 @@ def main(cfg: DictConfig) -> None:
         "actor_loss": actor_loss,
         "reward_norm": reward_norm,
     }
-    counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False}
+    counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False, "elapsed_s": 0.0}
     history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
 
     checkpoint_dir = run_dir / "checkpoints"
@@ -164,6 +164,12 @@ def main(cfg: DictConfig) -> None:
             f"Invalid configuration: algo.actor_batch={actor_batch} must be <= "
             f"algo.wm_batch_slices={algo.wm_batch_slices} (start states come from WM slices)."
         )
+
+    def sample_start_states():
+        """First observations of replay slices (never terminal)."""
+        start = replay_buffer.sample().reshape(-1, horizon + 1)[:actor_batch, 0]
+        return start.select("observation")
+
     fresh = counters["frames"] == 0
     buffer_frames = 0
     collector = make_collector(
@@ -175,6 +181,7 @@ def main(cfg: DictConfig) -> None:
     )
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
     start_time, start_frames = time.perf_counter(), counters["frames"]
+    elapsed_before = counters["elapsed_s"]  # wall-clock of earlier sessions of a resumed run
     eval_stats: dict[str, float] = {}
     last_return = float("nan")
     for data in collector:
@@ -224,10 +231,12 @@ def main(cfg: DictConfig) -> None:
         if not counters["wm_warmed_up"]:
             for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
                 updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
+            # The first actor steps follow the critic's gradient at z_H: fit it to the initial
+            # policy first, so they do not follow a random network.
+            for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
+                updater.actor_critic_step(sample_start_states(), update_actor=False)
             counters["wm_warmed_up"] = True
-        # Start states: first observations of replay slices (never terminal).
-        start = replay_buffer.sample().reshape(-1, horizon + 1)[:actor_batch, 0]
-        metrics.update(updater.actor_critic_step(start.select("observation")))
+        metrics.update(updater.actor_critic_step(sample_start_states()))
         for _ in range(algo.wm_updates_per_iter):
             wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
         for scheduler in schedulers.values():
@@ -235,6 +244,8 @@ def main(cfg: DictConfig) -> None:
         counters["iteration"] += 1
         iteration = counters["iteration"]
         elapsed = time.perf_counter() - start_time
+        counters["elapsed_s"] = elapsed_before + elapsed
+        metrics["time/elapsed_s"] = counters["elapsed_s"]
         metrics.update({f"world_model/{k}": v for k, v in wm_metrics.items()})
         metrics["loss/world_model"] = wm_metrics["loss"]
         metrics["loss/actor"] = metrics["actor/loss_actor"]

@@ -18,7 +18,14 @@ BUNDLES = {
     "flow_policy": ("mlp", "flow"),
     "full_flow": ("flow", "flow"),
 }
-SCALARS = ("loss/world_model", "loss/actor", "loss/value", "eval/return", "time/fps")
+SCALARS = (
+    "loss/world_model",
+    "loss/actor",
+    "loss/value",
+    "eval/return",
+    "time/fps",
+    "time/elapsed_s",
+)
 FRAMES_PER_BATCH = 4 * 16  # env.num_envs x algo.horizon
 
 
@@ -175,6 +182,11 @@ def test_resumed_run_appends_to_the_same_logs(resumed, read_scalars):
     assert all(b > a for a, b in itertools.pairwise(steps))
     assert steps[-1] == state["counters"]["frames"]
     assert first_state["counters"]["frames"] in steps
+    # Wall-clock continues across the resume instead of restarting at 0.
+    _, elapsed = read_scalars(log_dir / "scalars" / "time/elapsed_s.csv")
+    assert all(b > a for a, b in itertools.pairwise(elapsed))
+    assert elapsed[-1] == pytest.approx(state["counters"]["elapsed_s"], abs=1e-3)
+    assert state["counters"]["elapsed_s"] > first_state["counters"]["elapsed_s"] > 0
 
 
 def test_final_evaluation_does_not_repeat_a_logged_step(resumed, read_scalars):
