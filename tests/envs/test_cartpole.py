@@ -90,6 +90,17 @@ def test_start_hanging_down(env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(env.reset()["observation"], hanging.expand(env.num_envs, 5))
 
 
+def test_start_angle_upright(env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # start_angle=0 turns the task into balancing: the pole starts upright (cos θ = 1).
+    monkeypatch.setattr(env, "start_angle", 0.0)
+    monkeypatch.setattr(env, "reset_noise", 0.0)
+    upright = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])
+    torch.testing.assert_close(env.reset()["observation"], upright.expand(env.num_envs, 5))
+    obs, rewards = _rollout(env, lambda o: torch.zeros(o.shape[0], 1), 5)
+    # Balanced exactly, it stays up: zero cost.
+    assert (obs[..., 2] > 0.999).all() and (rewards > -1e-3).all()
+
+
 def test_zero_action_pole_stays_down(env: CartPoleEnv) -> None:
     obs, rewards = _rollout(env, lambda o: torch.zeros(o.shape[0], 1), 240)
     # A frictionless pendulum swinging within ±0.1 rad (plus ±0.25 rad/s) of hanging down.

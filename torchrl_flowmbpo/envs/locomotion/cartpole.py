@@ -65,8 +65,9 @@ class CartPoleEnv(EnvBase):
 
         r = -(θ² + 0.1 θ̇² + 0.05 x² + 0.1 ẋ²) - action_penalty * a²,   θ wrapped to [-π, π)
 
-    Start: pole hanging down (``θ = π``), cart at 0, at rest, plus uniform noise times
-    ``reset_noise``: ±0.1 on ``x`` and ``θ``, ±0.25 on both velocities.
+    Start: pole at ``θ = start_angle`` (default π: hanging down; 0 turns the task into
+    balancing), cart at 0, at rest, plus uniform noise times ``reset_noise``: ±0.1 on ``x`` and
+    ``θ``, ±0.25 on both velocities.
 
     Args:
         num_envs: number of parallel worlds (the env's batch size).
@@ -79,7 +80,8 @@ class CartPoleEnv(EnvBase):
             full-throttle energy-pumping controller swing the pole up in about 1 s without
             reaching the rail ends (SHAC's 1000 N was for its dflex model).
         action_penalty: weight of ``-a²`` in the reward (SHAC: 0).
-        reset_noise: multiplier of the uniform reset noise; 0 starts exactly hanging down.
+        reset_noise: multiplier of the uniform reset noise; 0 starts exactly at ``start_angle``.
+        start_angle: pole angle at reset in radians from upright (π: swing-up, 0: balance).
         sim_dt: physics time step in seconds.
         substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
         capture: replay a captured Warp graph (faster; results are bit-identical).
@@ -101,6 +103,7 @@ class CartPoleEnv(EnvBase):
         action_scale: float = 30.0,
         action_penalty: float = 0.0,
         reset_noise: float = 1.0,
+        start_angle: float = math.pi,
         sim_dt: float = 1.0 / 240.0,
         substeps: int = 4,
         capture: bool = True,
@@ -112,6 +115,7 @@ class CartPoleEnv(EnvBase):
         self.action_scale = float(action_scale)
         self.action_penalty = float(action_penalty)
         self.reset_noise = float(reset_noise)
+        self.start_angle = float(start_angle)
         self.dt = float(sim_dt) * int(substeps)
         self.sim = NewtonSimulator(
             self._add_robot,
@@ -203,8 +207,9 @@ class CartPoleEnv(EnvBase):
         return reset_output(self._obs.clone(), self)
 
     def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hanging-down start plus uniform noise, drawn for every world (masked later)."""
+        """``start_angle`` start plus uniform noise, drawn for every world (masked later)."""
         q = self.sim.default_q.clone()
+        q[:, 1] = self.start_angle
         qd = self.sim.default_qd.clone()
         s = self.reset_noise
         if s == 0.0:
