@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
 from reporting import plot_learning_curve
 from utils import (
+    check_schedule,
     count_iterations,
     make_collector,
     make_logger,
@@ -64,6 +65,7 @@ def main(cfg: DictConfig) -> None:
     try:
         # Constructor checks on throw-away tiny models: bad values fail before the simulator
         # compiles.
+        check_schedule(cfg)
         make_losses(cfg, *make_models(specs, 1, 1, "cpu"))
         make_reward_normalization(cfg)
         env = make_task_env(
@@ -159,11 +161,6 @@ def main(cfg: DictConfig) -> None:
     logger = make_logger(cfg, str(run_dir))
     horizon = algo.horizon
     actor_batch = algo.actor_batch or cfg.env.num_envs
-    if actor_batch > algo.wm_batch_slices:
-        sys.exit(
-            f"Invalid configuration: algo.actor_batch={actor_batch} must be <= "
-            f"algo.wm_batch_slices={algo.wm_batch_slices} (start states come from WM slices)."
-        )
 
     def sample_start_states():
         """First observations of replay slices (never terminal)."""
@@ -236,7 +233,8 @@ def main(cfg: DictConfig) -> None:
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
                 updater.actor_critic_step(sample_start_states(), update_actor=False)
             counters["wm_warmed_up"] = True
-        metrics.update(updater.actor_critic_step(sample_start_states()))
+        for _ in range(algo.actor_updates_per_iter):
+            metrics.update(updater.actor_critic_step(sample_start_states()))
         for _ in range(algo.wm_updates_per_iter):
             wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
         for scheduler in schedulers.values():

@@ -166,6 +166,24 @@ def make_logger(cfg: DictConfig, run_dir: str):
     )
 
 
+def check_schedule(cfg: DictConfig) -> None:
+    """Raises ``ValueError`` naming any schedule value out of its range."""
+    algo = cfg.algo
+    actor_batch = algo.actor_batch or cfg.env.num_envs
+    problems = []
+    if algo.actor_updates_per_iter < 1:
+        problems.append(f"algo.actor_updates_per_iter={algo.actor_updates_per_iter} must be >= 1")
+    if algo.critic_warmup_steps < 0:
+        problems.append(f"algo.critic_warmup_steps={algo.critic_warmup_steps} must be >= 0")
+    if actor_batch > algo.wm_batch_slices:
+        problems.append(
+            f"algo.actor_batch={actor_batch} must be <= algo.wm_batch_slices="
+            f"{algo.wm_batch_slices} (start states come from WM slices)"
+        )
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+
+
 def count_iterations(cfg: DictConfig) -> int:
     """Training iterations after the random frames (the LR-decay horizon)."""
     frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
