@@ -180,6 +180,11 @@ def check_schedule(cfg: DictConfig) -> None:
             f"algo.actor_batch={actor_batch} must be <= algo.wm_batch_slices="
             f"{algo.wm_batch_slices} (start states come from WM slices)"
         )
+    if algo.entropy_coef > 0 and cfg.actor.type != "gaussian":
+        problems.append(
+            f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "
+            "has no density): set algo.entropy_coef=0, as the flow_policy and full_flow bundles do"
+        )
     if problems:
         raise ValueError("; ".join(problems) + ".")
 
