@@ -82,10 +82,10 @@ class PendingRun:
         self._run_dir = run_dir
         self._result: ScriptRun | None = None
 
-    def result(self) -> ScriptRun:
+    def result(self, timeout: float = TIMEOUT_S) -> ScriptRun:
         if self._result is None:
             try:
-                code = self._proc.wait(timeout=TIMEOUT_S)
+                code = self._proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 raise
@@ -106,11 +106,14 @@ class Scripts:
         self._count += 1
         return self.root / f"{self._count:02d}_{name}"
 
-    def start_training(self, overrides: str, *, run_dir: Path | None = None) -> PendingRun:
-        """``pwm_flow.py`` with ``overrides`` (``DIR`` is replaced by the run dir) plus TINY."""
+    def start_training(
+        self, overrides: str, *, run_dir: Path | None = None, tiny: bool = True
+    ) -> PendingRun:
+        """``pwm_flow.py`` with ``overrides`` (``DIR`` is replaced by the run dir), plus TINY
+        unless ``tiny=False``."""
         cwd = self._workdir("train")
         run_dir = run_dir or cwd / "run"
-        args = [*overrides.replace("DIR", str(run_dir)).split(), *TINY]
+        args = [*overrides.replace("DIR", str(run_dir)).split(), *(TINY if tiny else ())]
         return PendingRun("pwm_flow.py", args, cwd, run_dir)
 
     def start_evaluation(self, *args: str | Path) -> PendingRun:
