@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from torchrl_flowmbpo.diagnostics import (
@@ -29,17 +29,12 @@ from torchrl_flowmbpo.diagnostics import (
     scalar_metrics,
     termination_calibration,
 )
-from torchrl_flowmbpo.recipes import (
-    PWMUpdater,
-    evaluate_policy,
-    find_latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from torchrl_flowmbpo.recipes import PWMUpdater, find_latest_checkpoint, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
 from reporting import plot_learning_curve
+from run_support import Evaluator, episode_metrics, print_summary, restore, run_state
 from utils import (
     check_schedule,
     count_iterations,
@@ -111,52 +106,29 @@ def main(cfg: DictConfig) -> None:
     checkpoint_dir = run_dir / "checkpoints"
     latest = find_latest_checkpoint(checkpoint_dir)
     if latest is not None:
-        state = load_checkpoint(latest, required=("modules", "optimizers", "counters"))
-        for name, module in modules.items():
-            module.load_state_dict(state["modules"][name])
-        for name, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][name])
-            schedulers[name].load_state_dict(state["schedulers"][name])
+        state = restore(latest, modules, optimizers, schedulers)
         counters.update(state["counters"])
         history = state["history"]
-        torch.set_rng_state(state["rng"]["torch"])
         env.set_seed(cfg.seed + counters["iteration"])
         print(f"Resumed from {latest} (iteration {counters['iteration']}).")
 
     def checkpoint() -> Path:
-        state = {
-            "modules": {name: module.state_dict() for name, module in modules.items()},
-            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "schedulers": {name: sch.state_dict() for name, sch in schedulers.items()},
-            "counters": dict(counters),
-            "history": history,
-            "rng": {"torch": torch.get_rng_state()},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "specs": specs,
-            "variant": cfg.variant,
-            "seed": cfg.seed,
-        }
+        state = run_state(
+            cfg,
+            modules,
+            optimizers,
+            counters=counters,
+            history=history,
+            specs=specs,
+            schedulers=schedulers,
+        )
         return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
 
-    eval_env = None
-
-    def evaluate() -> dict[str, float]:
-        nonlocal eval_env
-        if eval_env is None:
-            eval_env = make_task_env(
-                specs["env"],
-                num_envs=min(cfg.eval.num_envs, cfg.eval.episodes),
-                device=cfg.device,
-                seed=cfg.seed + 1000,
-            )
-        # Same start states at every evaluation, as examples/evaluate.py uses.
-        eval_env.set_seed(cfg.seed + 1000)
-        return evaluate_policy(
-            eval_env,
-            make_policy(world_model, actor),
-            episodes=cfg.eval.episodes,
-            max_steps_per_episode=eval_env.base_env.episode_length,
-        )
+    evaluate = Evaluator(
+        lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
+        cfg,
+        make_policy(world_model, actor),
+    )
 
     logger = make_logger(cfg, str(run_dir))
     horizon = algo.horizon
@@ -212,15 +184,8 @@ def main(cfg: DictConfig) -> None:
                 diagnostics.update(scalar_metrics(result, METRIC_PREFIXES[name]))
         replay_buffer.extend(data)
         reward_norm.update(data.get(("next", "reward")))
-        metrics: dict[str, float] = {}
-        done = data.get(("next", "done")).squeeze(-1)
-        if done.any():
-            returns = data.get(("next", "episode_reward"))[done]
-            lengths = data.get(("next", "step_count"))[done].float()
-            metrics["train/return"] = float(returns.mean())
-            metrics["train/episode_length"] = float(lengths.mean())
-            metrics["train/return_per_step"] = float(returns.sum() / lengths.sum())
-            metrics["train/episodes"] = float(done.sum())
+        metrics = episode_metrics(data)
+        if metrics:
             history["train/return"].append([counters["frames"], metrics["train/return"]])
         progress.update(frames)
         if buffer_frames < cfg.collector.init_random_frames:
@@ -292,14 +257,7 @@ def main(cfg: DictConfig) -> None:
             logger.log_scalar("eval/episode_length", length, step=counters["frames"])
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
-    print(
-        f"Evaluation ({int(eval_stats['episodes'])} episodes, deterministic): "
-        f"return {eval_stats['return_mean']:.1f} ± {eval_stats['return_std']:.1f}, "
-        f"length {eval_stats['length_mean']:.0f}, "
-        f"return/step {eval_stats['return_per_step']:.2f}"
-    )
-    print(f"Checkpoint: {path}")
-    print(f"Learning curve: {curve}")
+    print_summary(eval_stats, path, curve)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,118 @@
+"""Run bookkeeping shared by the training scripts (pwm_flow.py, sac_baseline.py): episode metrics,
+resume, checkpoint contents, the periodic evaluation and the closing summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDictBase
+
+from torchrl_flowmbpo.recipes import evaluate_policy, load_checkpoint
+
+__all__ = ["Evaluator", "episode_metrics", "print_summary", "restore", "run_state"]
+
+
+def episode_metrics(data: TensorDictBase) -> dict[str, float]:
+    """``train/*`` statistics of the episodes that ended in a collected batch (raw rewards)."""
+    done = data.get(("next", "done")).squeeze(-1)
+    if not done.any():
+        return {}
+    returns = data.get(("next", "episode_reward"))[done]
+    lengths = data.get(("next", "step_count"))[done].float()
+    return {
+        "train/return": float(returns.mean()),
+        "train/episode_length": float(lengths.mean()),
+        "train/return_per_step": float(returns.sum() / lengths.sum()),
+        "train/episodes": float(done.sum()),
+    }
+
+
+def restore(
+    path: Path,
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    schedulers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Loads a checkpoint into the run's objects and the torch RNG; returns the whole state."""
+    state = load_checkpoint(path, required=("modules", "optimizers", "counters"))
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    for name, scheduler in (schedulers or {}).items():
+        scheduler.load_state_dict(state["schedulers"][name])
+    torch.set_rng_state(state["rng"]["torch"])
+    return state
+
+
+def run_state(
+    cfg: DictConfig,
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    *,
+    counters: dict[str, Any],
+    history: dict[str, list[list[float]]],
+    specs: dict[str, Any],
+    schedulers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a checkpoint holds: tensors and plain containers only (weights_only loads)."""
+    state = {
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "counters": dict(counters),
+        "history": history,
+        "rng": {"torch": torch.get_rng_state()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "specs": specs,
+        "variant": cfg.variant,
+        "seed": cfg.seed,
+    }
+    if schedulers is not None:
+        state["schedulers"] = {name: sch.state_dict() for name, sch in schedulers.items()}
+    return state
+
+
+class Evaluator:
+    """Deterministic evaluation on a separate env seeded ``seed + 1000``, built on first use.
+
+    The env is reseeded before every evaluation, so every evaluation (and ``evaluate.py``) starts
+    from the same states.
+
+    Args:
+        make_env: ``make_env(num_envs, seed) -> env`` building the task with its trackers.
+        cfg: the run config (``seed``, ``eval.episodes``, ``eval.num_envs``).
+        policy: the closed-loop policy on real observations.
+    """
+
+    def __init__(self, make_env: Callable[[int, int], Any], cfg: DictConfig, policy) -> None:
+        self._make_env, self._policy = make_env, policy
+        self.seed, self.episodes = cfg.seed + 1000, cfg.eval.episodes
+        self.num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
+        self._env = None
+
+    def __call__(self) -> dict[str, float]:
+        if self._env is None:
+            self._env = self._make_env(self.num_envs, self.seed)
+        self._env.set_seed(self.seed)
+        return evaluate_policy(
+            self._env,
+            self._policy,
+            episodes=self.episodes,
+            max_steps_per_episode=self._env.base_env.episode_length,
+        )
+
+
+def print_summary(eval_stats: dict[str, float], checkpoint: Path, curve: Path) -> None:
+    """The closing lines: evaluation result, checkpoint and learning-curve paths."""
+    print(
+        f"Evaluation ({int(eval_stats['episodes'])} episodes, deterministic): "
+        f"return {eval_stats['return_mean']:.1f} ± {eval_stats['return_std']:.1f}, "
+        f"length {eval_stats['length_mean']:.0f}, "
+        f"return/step {eval_stats['return_per_step']:.2f}"
+    )
+    print(f"Checkpoint: {checkpoint}")
+    print(f"Learning curve: {curve}")
