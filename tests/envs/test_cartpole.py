@@ -90,6 +90,55 @@ def test_start_hanging_down(env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch) -
     torch.testing.assert_close(env.reset()["observation"], hanging.expand(env.num_envs, 5))
 
 
+def test_bounded_reward_for_random_states(
+    env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(env, "reward_type", "bounded")
+    gen = torch.Generator().manual_seed(1)
+    n = env.num_envs
+    td = env.reset()
+    q = torch.rand(n, 2, generator=gen) * torch.tensor([6.0, 2 * math.pi]) - torch.tensor(
+        [3.0, math.pi]
+    )
+    qd = 16 * torch.rand(n, 2, generator=gen) - 8
+    env.sim.reset_worlds(torch.ones(n, dtype=torch.bool), q, qd)
+    td = env.step_mdp(env.step(td.set("action", torch.zeros(n, 1))))
+    (x, theta), (_, theta_dot) = env.sim.joint_q.clone().T, env.sim.joint_qd.clone().T
+    action = 3 * torch.rand(n, 1, generator=gen) - 1.5
+    reward = env.step(td.set("action", action))["next", "reward"].squeeze(-1)
+    # DMC's smooth swing-up reward, written out: gaussian tolerances are 0.1 at the margin.
+    a = action.clamp(-1, 1).squeeze(-1)
+    near = lambda v, m: 10.0 ** (-((v / m) ** 2))  # noqa: E731
+    expected = (
+        (1 + torch.cos(theta))
+        / 2
+        * (1 + near(x, 2.0))
+        / 2
+        * (4 + 1 - a**2)
+        / 5
+        * (1 + near(theta_dot, 5.0))
+        / 2
+    )
+    torch.testing.assert_close(reward, expected)
+    assert ((reward >= 0) & (reward <= 1)).all() and reward.std() > 0.05
+
+
+def test_bounded_reward_extremes(env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(env, "reward_type", "bounded")
+    monkeypatch.setattr(env, "reset_noise", 0.0)
+    zero = torch.zeros(env.num_envs, 1)
+    # Hanging still: no reward; upright, centred, at rest, no force: the maximum, 1.
+    assert env.step(env.reset().set("action", zero))["next", "reward"].abs().max() < 1e-6
+    monkeypatch.setattr(env, "start_angle", 0.0)
+    reward = env.step(env.reset().set("action", zero))["next", "reward"]
+    torch.testing.assert_close(reward, torch.ones_like(reward))
+
+
+def test_unknown_reward_type_is_rejected() -> None:
+    with pytest.raises(ValueError, match=r"reward_type='dmc' is not one of \['bounded', 'shac'\]"):
+        CartPoleEnv(1, reward_type="dmc")
+
+
 def test_start_angle_upright(env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     # start_angle=0 turns the task into balancing: the pole starts upright (cos θ = 1).
     monkeypatch.setattr(env, "start_angle", 0.0)

@@ -36,7 +36,16 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
 )
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator, newton_asset
 
-__all__ = ["CartPoleEnv"]
+__all__ = ["REWARD_TYPES", "CartPoleEnv"]
+
+#: The cartpole's reward functions (see :class:`CartPoleEnv`).
+REWARD_TYPES = ("bounded", "shac")
+
+
+def _near_zero(value: torch.Tensor, margin: float) -> torch.Tensor:
+    """DMC's gaussian tolerance around 0: 1 at 0, 0.1 at ``|value| = margin``."""
+    return torch.exp(-math.log(10.0) * (value / margin).square())
+
 
 # The URDF's second pole (a double pendulum), left out of the single-pole task.
 _SECOND_POLE = ("pole2", "pole1_to_pole2")
@@ -61,9 +70,19 @@ class CartPoleEnv(EnvBase):
     of a world becomes non-finite or exceeds 1e6 in magnitude: it then terminates, is put back
     into its initial state within the step, and returns its last finite observation.
 
-    Reward (SHAC's penalties), from the **pre-step** observation and the clipped action::
+    Reward, from the **pre-step** observation and the clipped action. ``reward_type="shac"``
+    (SHAC's penalties, unbounded below)::
 
         r = -(θ² + 0.1 θ̇² + 0.05 x² + 0.1 ẋ²) - action_penalty * a²,   θ wrapped to [-π, π)
+
+    ``reward_type="bounded"`` (DeepMind Control's smooth swing-up reward, in [0, 1])::
+
+        r = (1 + cos θ)/2 · (1 + g(x, 2))/2 · (4 + 1 - a²)/5 · (1 + g(θ̇, 5))/2,
+        g(v, m) = exp(-ln(10) (v/m)²)   (1 at 0, 0.1 at |v| = m)
+
+    A learned model with bounded (SimNorm) latents cannot follow a cost that grows without bound
+    beyond the states it has seen; the bounded reward keeps that error bounded too
+    (docs/learning_notes.md).
 
     Start: pole at ``θ = start_angle`` (default π: hanging down; 0 turns the task into
     balancing), cart at 0, at rest, plus uniform noise times ``reset_noise``: ±0.1 on ``x`` and
@@ -79,7 +98,8 @@ class CartPoleEnv(EnvBase):
         action_scale: cart force in newtons at ``|a| = 1``. The default 30 N lets a
             full-throttle energy-pumping controller swing the pole up in about 1 s without
             reaching the rail ends (SHAC's 1000 N was for its dflex model).
-        action_penalty: weight of ``-a²`` in the reward (SHAC: 0).
+        action_penalty: weight of ``-a²`` in the ``"shac"`` reward (SHAC: 0).
+        reward_type: ``"shac"`` (quadratic penalties) or ``"bounded"`` (DMC-style, in [0, 1]).
         reset_noise: multiplier of the uniform reset noise; 0 starts exactly at ``start_angle``.
         start_angle: pole angle at reset in radians from upright (π: swing-up, 0: balance).
         sim_dt: physics time step in seconds.
@@ -104,12 +124,16 @@ class CartPoleEnv(EnvBase):
         action_penalty: float = 0.0,
         reset_noise: float = 1.0,
         start_angle: float = math.pi,
+        reward_type: str = "shac",
         sim_dt: float = 1.0 / 240.0,
         substeps: int = 4,
         capture: bool = True,
     ) -> None:
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type={reward_type!r} is not one of {sorted(REWARD_TYPES)}.")
         device = torch.device(device)
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.reward_type = reward_type
         self.num_envs = int(num_envs)
         self.episode_length = int(episode_length)
         self.action_scale = float(action_scale)
@@ -151,6 +175,12 @@ class CartPoleEnv(EnvBase):
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Reward ``[N]`` of the pre-step observation ``[N, 5]`` and clipped action ``[N, 1]``."""
+        if self.reward_type == "bounded":
+            upright = (1.0 + obs[:, 2]) / 2.0
+            centered = (1.0 + _near_zero(obs[:, 0], 2.0)) / 2.0
+            small_control = (5.0 - action.square().sum(-1)) / 5.0
+            small_velocity = (1.0 + _near_zero(obs[:, 4], 5.0)) / 2.0
+            return upright * centered * small_control * small_velocity
         theta = torch.atan2(obs[:, 1], obs[:, 2])  # the pole angle wrapped to [-π, π]
         w_theta, w_theta_dot, w_x, w_x_dot = self.penalties
         cost = (
