@@ -50,6 +50,9 @@ from utils import (
     model_specs,
 )
 
+#: Keys the collector's policy writes that no loss reads.
+POLICY_OUTPUTS = ("latent", "loc", "scale", "cond")
+
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def main(cfg: DictConfig) -> None:
@@ -182,7 +185,9 @@ def main(cfg: DictConfig) -> None:
             }
             for name, result in checks.items():
                 diagnostics.update(scalar_metrics(result, METRIC_PREFIXES[name]))
-        replay_buffer.extend(data)
+        # The policy's own outputs (latent, action-distribution parameters) are recomputed by
+        # every loss; storing them would take ~1 KB per transition (92 % of the buffer).
+        replay_buffer.extend(data.exclude(*POLICY_OUTPUTS))
         reward_norm.update(data.get(("next", "reward")))
         metrics = episode_metrics(data)
         if metrics:
