@@ -145,9 +145,9 @@ def main(cfg: DictConfig) -> None:
     fresh = counters["frames"] == 0
     buffer_frames = 0
     collector = make_collector(
-        cfg,
         env,
         make_policy(world_model, actor),
+        frames_per_batch=cfg.env.num_envs * horizon,
         total_frames=max(cfg.collector.total_frames - counters["frames"], 1),
         init_random_frames=cfg.collector.init_random_frames if fresh else 0,
     )

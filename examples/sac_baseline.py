@@ -31,14 +31,13 @@ from run_support import Evaluator, episode_metrics, print_summary, restore, run_
 from sac_utils import (
     TRANSITION_KEYS,
     make_actor,
-    make_collector,
     make_loss,
     make_optimizers,
     make_qvalue,
     make_replay_buffer,
     update,
 )
-from utils import make_logger, make_task_env
+from utils import make_collector, make_logger, make_task_env
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="sac")

@@ -1,7 +1,8 @@
 """Factories for examples/sac_baseline.py: TorchRL's SAC as in its sota-implementations/sac.
 
-The networks, loss, target updater, optimisers, buffer and collector take explicit arguments
-(the script reads them from ``configs/sac.yaml``), so each piece is usable from a plain script.
+The networks, loss, target updater, optimisers and buffer take explicit arguments (the script
+reads them from ``configs/sac.yaml``; its collector comes from ``utils.py``), so each piece is
+usable from a plain script.
 
 Examples:
     >>> import torch
@@ -23,9 +24,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
 from torch import nn
-from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer, TensorSpec
-from torchrl.envs import EnvBase
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
 
@@ -197,23 +196,4 @@ def make_replay_buffer(size: int, batch_size: int, device: str) -> TensorDictRep
         )
     return TensorDictReplayBuffer(
         storage=LazyTensorStorage(size, device=device), batch_size=batch_size
-    )
-
-
-def make_collector(
-    env: EnvBase,
-    policy: ProbabilisticActor,
-    *,
-    frames_per_batch: int,
-    total_frames: int,
-    init_random_frames: int,
-) -> Collector:
-    """Steps every env ``frames_per_batch / num_envs`` times per batch with the sampling policy."""
-    return Collector(
-        env,
-        policy,
-        frames_per_batch=frames_per_batch,
-        total_frames=total_frames,
-        init_random_frames=init_random_frames,
-        auto_register_policy_transforms=False,
     )

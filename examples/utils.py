@@ -117,9 +117,11 @@ def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: 
     )
 
 
-def make_collector(cfg: DictConfig, env, policy, *, total_frames: int, init_random_frames: int):
-    """num_envs x H frames per batch from the stochastic closed-loop policy."""
-    frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
+def make_collector(
+    env, policy, *, frames_per_batch: int, total_frames: int, init_random_frames: int
+) -> Collector:
+    """Steps every env ``frames_per_batch / num_envs`` times per batch with the sampling policy
+    (pwm_flow: ``num_envs x H`` frames per batch)."""
     return Collector(
         env,
         policy,
