@@ -23,6 +23,8 @@ from tqdm import tqdm
 
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
+    collect_rollouts,
+    critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
     imagination_vs_real,
@@ -133,6 +135,24 @@ def main(cfg: DictConfig) -> None:
         make_policy(world_model, actor),
     )
 
+    def critic_diagnostics() -> dict[str, float]:
+        """V(E(o_t)) vs the real discounted return of one episode of the stochastic policy."""
+        with torch.no_grad():
+            rollouts = collect_rollouts(
+                evaluate.env,
+                make_policy(world_model, actor),
+                evaluate.env.base_env.episode_length,
+            )
+            result = critic_vs_returns(
+                critic,
+                world_model,
+                rollouts,
+                gamma=algo.gamma,
+                reward_scale=float(reward_norm.scale),
+                tail_tolerance=cfg.diagnostics.critic_tail_tolerance,
+            )
+        return scalar_metrics(result, METRIC_PREFIXES["critic_vs_returns"])
+
     logger = make_logger(cfg, str(run_dir))
     horizon = algo.horizon
     actor_batch = algo.actor_batch or cfg.env.num_envs
@@ -236,6 +256,8 @@ def main(cfg: DictConfig) -> None:
             metrics["eval/return"] = eval_stats["return_mean"]
             metrics["eval/episode_length"] = eval_stats["length_mean"]
             history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+            if cfg.diagnostics.critic_tail_tolerance > 0:
+                metrics.update(critic_diagnostics())
         if logger is not None:
             for name, value in metrics.items():
                 logger.log_scalar(name, value, step=counters["frames"])

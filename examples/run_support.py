@@ -94,10 +94,15 @@ class Evaluator:
         self.num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
         self._env = None
 
-    def __call__(self) -> dict[str, float]:
+    @property
+    def env(self):
+        """The evaluation env (built on first use)."""
         if self._env is None:
             self._env = self._make_env(self.num_envs, self.seed)
-        self._env.set_seed(self.seed)
+        return self._env
+
+    def __call__(self) -> dict[str, float]:
+        self.env.set_seed(self.seed)
         return evaluate_policy(
             self._env,
             self._policy,

@@ -120,7 +120,8 @@ def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle)
 
 RESUME = (
     "env=ant env.num_envs=4 collector.total_frames={frames} eval.episodes=1 eval.num_envs=1 "
-    "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR"
+    "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR "
+    "diagnostics.critic_tail_tolerance=0.5"
 )
 FIRST_FRAMES, SECOND_FRAMES = 256, 448
 
@@ -196,3 +197,17 @@ def test_final_evaluation_does_not_repeat_a_logged_step(resumed, read_scalars):
     (log_dir,) = (first.run_dir / "logs").iterdir()
     steps, _ = read_scalars(log_dir / "scalars" / "eval/return.csv")
     assert len(steps) == len(set(steps)), steps
+
+
+def test_evaluations_log_the_critic_against_real_returns(resumed, read_scalars):
+    # One stochastic 100-step episode per evaluation; with tolerance 0.5 a state is scored when
+    # γ^(100 − t) <= 0.5, i.e. t <= 31 at γ = 0.99: 32 of the 100 states.
+    first, *_ = resumed
+    scalars = next((first.run_dir / "logs").iterdir()) / "scalars"
+    eval_steps, _ = read_scalars(scalars / "eval/return.csv")
+    steps, counts = read_scalars(scalars / "diagnostics/critic_count.csv")
+    _, totals = read_scalars(scalars / "diagnostics/critic_count_total.csv")
+    assert set(steps) <= set(eval_steps) and len(steps) >= 3
+    assert counts == [32.0] * len(steps) and totals == [100.0] * len(steps)
+    for name in ("bias", "mae", "value_mean", "return_mean"):
+        read_scalars(scalars / f"diagnostics/critic_{name}.csv")  # finite
