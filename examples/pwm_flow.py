@@ -129,20 +129,17 @@ def main(cfg: DictConfig) -> None:
         )
         return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
 
+    policy = make_policy(world_model, actor)  # closed loop on real observations
     evaluate = Evaluator(
         lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
         cfg,
-        make_policy(world_model, actor),
+        policy,
     )
 
     def critic_diagnostics() -> dict[str, float]:
         """V(E(o_t)) vs the real discounted return of one episode of the stochastic policy."""
         with torch.no_grad():
-            rollouts = collect_rollouts(
-                evaluate.env,
-                make_policy(world_model, actor),
-                evaluate.env.base_env.episode_length,
-            )
+            rollouts = collect_rollouts(evaluate.env, policy, evaluate.env.base_env.episode_length)
             result = critic_vs_returns(
                 critic,
                 world_model,
@@ -166,7 +163,7 @@ def main(cfg: DictConfig) -> None:
     buffer_frames = 0
     collector = make_collector(
         env,
-        make_policy(world_model, actor),
+        policy,
         frames_per_batch=cfg.env.num_envs * horizon,
         total_frames=max(cfg.collector.total_frames - counters["frames"], 1),
         init_random_frames=cfg.collector.init_random_frames if fresh else 0,

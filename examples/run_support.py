@@ -89,7 +89,7 @@ class Evaluator:
     """
 
     def __init__(self, make_env: Callable[[int, int], Any], cfg: DictConfig, policy) -> None:
-        self._make_env, self._policy = make_env, policy
+        self._make_env, self.policy = make_env, policy
         self.seed, self.episodes = cfg.seed + 1000, cfg.eval.episodes
         self.num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
         self._env = None
@@ -104,10 +104,10 @@ class Evaluator:
     def __call__(self) -> dict[str, float]:
         self.env.set_seed(self.seed)
         return evaluate_policy(
-            self._env,
-            self._policy,
+            self.env,
+            self.policy,
             episodes=self.episodes,
-            max_steps_per_episode=self._env.base_env.episode_length,
+            max_steps_per_episode=self.env.base_env.episode_length,
         )
 
 

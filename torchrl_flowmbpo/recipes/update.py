@@ -91,11 +91,8 @@ class PWMUpdater:
         With ``update_actor=False`` the actor only imagines (critic warm-up): the critic learns
         the value of the initial policy before the actor follows its gradients.
         """
-        if update_actor:
+        with torch.set_grad_enabled(update_actor):
             losses, trajectory = self.actor_loss(start)
-        else:
-            with torch.no_grad():
-                losses, trajectory = self.actor_loss(start)
         metrics = {f"actor/{key}": float(value.detach()) for key, value in losses.items()}
         if update_actor:
             metrics["actor/grad_norm"] = self._step("actor", _loss_sum(losses))
