@@ -15,17 +15,19 @@ Two implementations run side by side in one process per configuration:
   same plain ``nn.Module`` s directly: ``world_model.encode/next/reward/termination_logit``
   (``velocity`` for flow matching), the actor's ``policy_net`` and the critic's ``net``.
 
-Both start from identical copies of the same networks and optimiser settings, so only the
-wrapper overhead differs. Timings: median of ``--repeats`` iterations per path after one warm-up
-iteration each, the two paths alternating. Memory: peak RSS growth during an iteration (CPU:
-``VmHWM`` reset through ``/proc/self/clear_refs`` after ``malloc_trim``, falling back to the
-``ru_maxrss`` growth of the first iteration; CUDA: ``max_memory_allocated`` growth), max over
-the timed iterations. Adam state is allocated before any measurement. Each configuration runs
-in a fresh subprocess.
+Both start from identical copies of the same networks and optimiser settings, so only the wrapper
+overhead differs. The ``-ckpt`` configurations build the flow world model with
+``grad_checkpoint=True``; both paths then checkpoint its ODE solve (both call its ``next``).
+Timings: median of ``--repeats`` iterations per path after one warm-up iteration each, the two paths
+alternating. Memory: peak RSS growth during an iteration (CPU: ``VmHWM`` reset through
+``/proc/self/clear_refs`` after ``malloc_trim``, falling back to the ``ru_maxrss`` growth of the
+first iteration; CUDA: ``max_memory_allocated`` growth), max over the timed iterations. Adam state
+is allocated before any measurement. Each configuration runs in a fresh subprocess.
 
 Usage:
     python benchmarks/update_step.py --quick                     # smoke run, small size
     python benchmarks/update_step.py --configs mlp flow-heun-K2 flow-heun-K4 flow-actor
+    python benchmarks/update_step.py --configs mlp flow-heun-K4 flow-heun-K4-ckpt  # checkpointing
     python benchmarks/update_step.py --device cuda --repeats 10  # all configurations
 """
 
@@ -72,6 +74,9 @@ def _config_specs() -> dict[str, tuple[dict, dict]]:
         for k in (2, 4, 8):
             wm = {"type": "flow", "integrator": integrator, "substeps": k}
             specs[f"flow-{integrator}-K{k}"] = (wm, {"type": "gaussian"})
+    for k in (2, 4):  # the ODE solve activation-checkpointed (FlowWorldModel grad_checkpoint)
+        wm = {"type": "flow", "integrator": "heun", "substeps": k, "grad_checkpoint": True}
+        specs[f"flow-heun-K{k}-ckpt"] = (wm, {"type": "gaussian"})
     specs["flow-actor"] = ({"type": "mlp"}, {"type": "flow"})
     return specs
 
@@ -483,12 +488,13 @@ def targets_report(rows: list[dict]) -> str:
     met = "met" if ratio <= 1.10 else "NOT met"
     out.append(f"- time target (ours <= 1.10x plain): {met}; worst {ratio:.3f} ({worst['config']})")
     by = {r["config"]: r for r in rows}
-    if "mlp" in by and "flow-heun-K4" in by and by["mlp"]["ours_mem_mib"]:
-        rel = by["flow-heun-K4"]["ours_mem_mib"] / by["mlp"]["ours_mem_mib"]
-        met = "met" if rel <= 2.0 else "NOT met"
-        out.append(f"- memory target (flow heun K=4 <= 2x MLP): {met}; {rel:.2f}x")
-    else:
-        out.append("- memory target (flow heun K=4 <= 2x MLP): not measured (needs both configs)")
+    for config in ("flow-heun-K4", "flow-heun-K4-ckpt"):
+        target = f"- memory target ({config} <= 2x MLP)"
+        if "mlp" in by and config in by and by["mlp"]["ours_mem_mib"]:
+            rel = by[config]["ours_mem_mib"] / by["mlp"]["ours_mem_mib"]
+            out.append(f"{target}: {'met' if rel <= 2.0 else 'NOT met'}; {rel:.2f}x")
+        else:
+            out.append(f"{target}: not measured (needs both configs)")
     return "\n".join(out)
 
 

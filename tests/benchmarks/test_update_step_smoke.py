@@ -29,8 +29,12 @@ def _batch(bench, horizon: int):
     return bench.make_wm_batch(size, "cpu", torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("model_cls", [PWMWorldModel, FlowWorldModel])
-def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls):
+@pytest.mark.parametrize(
+    ("model_cls", "kwargs"),
+    [(PWMWorldModel, {}), (FlowWorldModel, {}), (FlowWorldModel, {"grad_checkpoint": True})],
+    ids=["mlp", "flow", "flow-ckpt"],
+)
+def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls, kwargs):
     horizon = 5
     torch.manual_seed(0)
     wm = model_cls(
@@ -41,6 +45,7 @@ def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls):
         encoder_units=(64,),
         reward_head="scalar",
         termination_head=True,
+        **kwargs,
     )
     batch = _batch(bench, horizon)
     # make the termination term non-trivial
@@ -87,3 +92,9 @@ def test_plain_td_lambda_matches_value_loss(bench):
         0.95,
     ).transpose(0, 1)
     torch.testing.assert_close(plain, ours["value_target"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_ckpt_configs_build_a_checkpointed_flow_model(bench, k):
+    wm, _, _ = bench.build_models(f"flow-heun-K{k}-ckpt", bench.SIZES["small"], "cpu")
+    assert (wm.integrator, wm.substeps, wm.grad_checkpoint) == ("heun", k, True)

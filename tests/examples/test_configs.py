@@ -140,3 +140,27 @@ def test_full_flow_combines_flow_wm_and_flow_policy(bundles):
             assert bundles["flow_wm"][key] == value, key
         elif key.startswith("actor."):
             assert bundles["flow_policy"][key] == value, key
+
+
+def test_grad_checkpoint_override_reaches_the_flow_world_model(utils):
+    spec = importlib.util.spec_from_file_location("config_check", ROOT / "examples/config_check.py")
+    config_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(config_check)
+    overrides = (
+        "experiment=flow_wm",
+        "world_model.preset=small",
+        "world_model.grad_checkpoint=true",
+    )
+    assert config_check.check_overrides(list(overrides)) is None
+    # The MLP world model has no ODE solve to checkpoint.
+    problem = config_check.check_overrides(["world_model.grad_checkpoint=true"])
+    assert "unknown key 'world_model.grad_checkpoint'" in problem
+    specs = utils.model_specs(compose_config(*overrides))
+    assert specs["world_model"]["grad_checkpoint"] is True
+    assert utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")[0].grad_checkpoint is True
+    # Checkpoints written before the option existed lack the key: rebuilt without checkpointing.
+    del specs["world_model"]["grad_checkpoint"]
+    assert utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")[0].grad_checkpoint is False
+    bad = utils.model_specs(compose_config(*overrides[:2], "world_model.grad_checkpoint=maybe"))
+    with pytest.raises(ValueError, match="grad_checkpoint must be a bool, got 'maybe'"):
+        utils.make_models(bad, TINY_OBS, TINY_ACT, "cpu")

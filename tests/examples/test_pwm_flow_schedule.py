@@ -49,6 +49,10 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
         ("algo.entropy_coef=-0.5", "entropy_coef must be >= 0, got -0.5"),
         ("algo.actor_batch=300", "algo.actor_batch=300 must be <= algo.wm_batch_slices=8"),
         ("actor=flow", "algo.entropy_coef=0.1 needs actor=gaussian (actor=flow has no density)"),
+        (
+            "experiment=flow_wm world_model.grad_checkpoint=maybe",
+            "grad_checkpoint must be a bool, got 'maybe'",
+        ),
     ],
 )
 def test_out_of_range_values_fail_with_one_line(scripts, override, named):

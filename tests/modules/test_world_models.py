@@ -467,6 +467,7 @@ def test_velocity_net_input_width_and_time_features(freqs: int, batch) -> None:
         ({"substeps": True}, ["True", ">= 1"]),
         ({"tau_sampling": "beta"}, ["beta", "uniform", "midpoint"]),
         ({"time_embed_freqs": -1}, ["-1", ">= 0"]),
+        ({"grad_checkpoint": "yes"}, ["grad_checkpoint", "'yes'", "bool"]),
     ],
     ids=lambda x: "-".join(f"{k}={v}" for k, v in x.items()) if isinstance(x, dict) else None,
 )
