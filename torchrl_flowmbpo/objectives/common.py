@@ -8,7 +8,7 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.utils import NestedKey
 
-__all__ = ["NonFiniteBatchError", "check_finite", "discount_weights"]
+__all__ = ["NonFiniteBatchError", "check_finite", "discount_weights", "module_device"]
 
 
 class NonFiniteBatchError(ValueError):
@@ -40,6 +40,19 @@ def check_finite(tensordict: TensorDictBase, keys: Iterable[NestedKey], loss_nam
                 bad.append(f"{key!r} ({count} non-finite of {value.numel()})")
     if bad:
         raise NonFiniteBatchError(f"{loss_name}: non-finite values in the batch: {', '.join(bad)}.")
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Device of a network's first parameter (CPU for a parameterless module).
+
+    Losses create their buffers there, as TorchRL's losses do, so a loss built from CUDA networks
+    runs on CUDA without a separate ``.to(device)``.
+
+    Examples:
+        >>> module_device(torch.nn.Linear(2, 2))
+        device(type='cpu')
+    """
+    return next(module.parameters(), torch.empty(0)).device
 
 
 def discount_weights(

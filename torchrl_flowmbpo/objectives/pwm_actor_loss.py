@@ -15,7 +15,7 @@ from torchrl.objectives import LossModule, hold_out_net
 
 from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
 from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
-from torchrl_flowmbpo.objectives.common import check_finite, discount_weights
+from torchrl_flowmbpo.objectives.common import check_finite, discount_weights, module_device
 from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
 
 __all__ = ["PWMActorLoss"]
@@ -137,7 +137,7 @@ class PWMActorLoss(LossModule):
         self.detach_continue = detach_continue
         self.use_continue = use_continue and world_model.has_termination
         self.bootstrap_extra_gamma = bootstrap_extra_gamma
-        self.ret_rms = RunningMeanStd() if ret_rms else None
+        self.ret_rms = RunningMeanStd(device=module_device(actor_network)) if ret_rms else None
         self._build_imagined_env()
 
     def _build_imagined_env(self) -> None:

@@ -12,7 +12,7 @@ from torchrl.objectives import LossModule
 
 from torchrl_flowmbpo.modules.models.flow_world_model import FlowWorldModel
 from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
-from torchrl_flowmbpo.objectives.common import check_finite, discount_weights
+from torchrl_flowmbpo.objectives.common import check_finite, discount_weights, module_device
 
 __all__ = ["FLOW_SOURCES", "WorldModelLoss"]
 
@@ -116,7 +116,9 @@ class WorldModelLoss(LossModule):
         self.dynamics_coef, self.reward_coef = dynamics_coef, reward_coef
         self.termination_coef = termination_coef
         self.flow_source = flow_source
-        self.register_buffer("term_pos_weight", torch.tensor([term_pos_weight]))
+        self.register_buffer(
+            "term_pos_weight", torch.tensor([term_pos_weight], device=module_device(world_model))
+        )
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """The world-model loss has no value estimator."""
