@@ -15,6 +15,7 @@ from tensordict import TensorDict
 
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
+    action_gradient_accuracy,
     critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
@@ -121,6 +122,9 @@ def test_logged_names_documented_and_plotted(report):
         "exploitation_gap": exploitation_gap(1.0, 1.0, gamma=0.5),
         "horizon_return_gap": horizon_return_gap(
             wm, GaussianActor(16, 2, hidden=(8,)), data, horizon=3, gamma=0.5
+        ),
+        "action_gradient_accuracy": action_gradient_accuracy(
+            wm, data["observation"][:, 0], data["action"], lambda o, a: a.sum((1, 2)), gamma=0.5
         ),
     }
     logged = set()

@@ -1,4 +1,5 @@
-"""Cartpole swing-up: specs, observation, reward, start, swing-up, seeding, resets, truncation."""
+"""Cartpole swing-up: specs, observation, reward, start, swing-up, seeding, resets, truncation,
+restarts from an observation."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
+from torchrl_flowmbpo.diagnostics import make_real_return
 from torchrl_flowmbpo.envs.locomotion import CartPoleEnv, make_env
 
 
@@ -235,3 +237,40 @@ def test_truncation_at_240_steps(env: CartPoleEnv) -> None:
     assert not td["next", "terminated"].any()
     # Full throttle for 4 s runs into the rail end: the URDF limit stops the cart.
     assert td["next", "observation"][..., 0].abs().max() < 5.5
+
+
+def test_set_state_from_observation_round_trip(env: CartPoleEnv) -> None:
+    # Swinging states with unwrapped angles (|θ| up to 3π): only sin and cos come back.
+    gen = torch.Generator().manual_seed(3)
+    n = env.num_envs
+    q = torch.rand(n, 2, generator=gen) * torch.tensor([4.0, 6 * math.pi]) - torch.tensor(
+        [2.0, 3 * math.pi]
+    )
+    qd = 10 * torch.rand(n, 2, generator=gen) - 5
+    env.sim.reset_worlds(torch.ones(n, dtype=torch.bool), q, qd)
+    td = env.step_mdp(env.step(env.reset().set("action", torch.zeros(n, 1))))
+    obs = td["observation"].clone()
+    action = 2 * torch.rand(n, 1, generator=gen) - 1
+    expected = env.step(td.set("action", action))["next"]
+    out = env.set_state_from_observation(obs)
+    torch.testing.assert_close(out["observation"], obs, atol=1e-5, rtol=0)
+    assert not out["done"].any() and (env._step_count == 0).all()
+    # The same next step as from the original state: observation and reward.
+    again = env.step(out.set("action", action))["next"]
+    torch.testing.assert_close(again["observation"], expected["observation"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(again["reward"], expected["reward"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="shape"):
+        env.set_state_from_observation(obs[:2])
+
+
+def test_real_return_from_an_upright_state_matches_stepping(
+    env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(env, "start_angle", 0.0)  # upright, with the reset noise
+    gamma, steps = 0.95, 20
+    obs, rewards = _rollout(env, lambda o: torch.zeros(o.shape[0], 1), steps)
+    expected = (gamma ** torch.arange(steps).unsqueeze(-1) * rewards.double()).sum(0)
+    real_return = make_real_return(env, gamma=gamma)
+    got = real_return(obs[0], torch.zeros(env.num_envs, steps, 1))
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-6)
+    assert (obs[..., 2] > 0.5).all()  # still near upright: the states are not trivial

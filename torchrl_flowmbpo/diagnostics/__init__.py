@@ -8,12 +8,20 @@ Pure functions on real data (no training, no graphs; plain Python floats and lis
 - :func:`exploitation_gap`: imagined return vs the value of the real per-step reward;
 - :func:`horizon_return_gap`: imagined vs real H-step return from the same start states;
 - :func:`collect_rollouts`: closed-loop real-env rollouts for the last two;
+- :func:`action_gradient_accuracy`: the model's d(return)/d(actions) vs the real one (finite
+  differences in a simulator restarted by :func:`make_real_return`);
 - :func:`scalar_metrics`: a result's scalars as ``{"diagnostics/...": float}`` for a logger.
 
 Formulas and logged names: ``docs/metrics.md``, section "Diagnostics".
 """
 
 from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar_metrics
+from torchrl_flowmbpo.diagnostics.gradients import (
+    action_gradient_accuracy,
+    finite_difference_gradient,
+    make_real_return,
+    model_action_gradient,
+)
 from torchrl_flowmbpo.diagnostics.returns import (
     collect_rollouts,
     critic_vs_returns,
@@ -29,11 +37,15 @@ from torchrl_flowmbpo.diagnostics.world_model import (
 __all__ = [
     "CALIBRATION_STRATEGIES",
     "METRIC_PREFIXES",
+    "action_gradient_accuracy",
     "collect_rollouts",
     "critic_vs_returns",
     "exploitation_gap",
+    "finite_difference_gradient",
     "horizon_return_gap",
     "imagination_vs_real",
+    "make_real_return",
+    "model_action_gradient",
     "pearson",
     "scalar_metrics",
     "termination_calibration",

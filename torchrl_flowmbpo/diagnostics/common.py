@@ -13,13 +13,15 @@ __all__ = ["METRIC_PREFIXES", "pearson", "scalar_metrics"]
 #: Logger prefix of each diagnostic's scalars (``scalar_metrics(result, METRIC_PREFIXES[name])``),
 #: giving the names of ``docs/metrics.md`` and ``examples/diagnostics_report.py``, e.g.
 #: ``diagnostics/reward_corr_mean``, ``diagnostics/termination_ratio``,
-#: ``diagnostics/critic_bias``, ``diagnostics/exploitation_gap``, ``diagnostics/horizon_gap``.
+#: ``diagnostics/critic_bias``, ``diagnostics/exploitation_gap``, ``diagnostics/horizon_gap``,
+#: ``diagnostics/gradient_grad_cos_mean``.
 METRIC_PREFIXES = {
     "imagination_vs_real": "diagnostics/",
     "termination_calibration": "diagnostics/termination_",
     "critic_vs_returns": "diagnostics/critic_",
     "exploitation_gap": "diagnostics/exploitation_",
     "horizon_return_gap": "diagnostics/horizon_",
+    "action_gradient_accuracy": "diagnostics/gradient_",
 }
 
 

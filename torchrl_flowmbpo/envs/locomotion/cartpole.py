@@ -236,6 +236,45 @@ class CartPoleEnv(EnvBase):
         self._obs.copy_(torch.where(mask.unsqueeze(-1), obs, self._obs))
         return reset_output(self._obs.clone(), self)
 
+    def set_state_from_observation(self, observation: torch.Tensor) -> TensorDictBase:
+        """Puts every world into the state of ``observation`` ``[num_envs, 5]``, as a reset would.
+
+        The observation is the cartpole's full state: ``q = (x, atan2(sin θ, cos θ))`` and
+        ``q̇ = (ẋ, θ̇)`` (θ comes back wrapped to [-π, π]; the dynamics and the rewards only see
+        sin and cos). Like :meth:`reset`, the solver state and the applied force are cleared
+        and the episode step counters restart at 0, so ``episode_length`` steps follow before
+        truncation. Used to restart the simulator from recorded states, e.g. for finite
+        differences of the real return
+        (:func:`~torchrl_flowmbpo.diagnostics.make_real_return`). It acts on this env only: the
+        transforms of a ``TransformedEnv`` around it (step counter, episode return) are not told.
+
+        Args:
+            observation: ``[num_envs, 5]`` observations (``sin² θ + cos² θ = 1``).
+
+        Returns:
+            The TensorDict :meth:`reset` returns: the new observation, all flags False.
+
+        Examples:
+            >>> env = CartPoleEnv(2, seed=0)
+            >>> obs = torch.tensor([[0.5, 0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.3, -1.0]])
+            >>> td = env.set_state_from_observation(obs)
+            >>> torch.allclose(td["observation"], obs, atol=1e-6)
+            True
+        """
+        if observation.shape != (self.num_envs, self.obs_dim):
+            raise ValueError(
+                f"Expected observations of shape {(self.num_envs, self.obs_dim)}, "
+                f"got {tuple(observation.shape)}."
+            )
+        obs = observation.to(device=self.device, dtype=self.sim.joint_q.dtype)
+        q = torch.stack((obs[:, 0], torch.atan2(obs[:, 1], obs[:, 2])), dim=-1)
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self.sim.reset_worlds(everyone, q, obs[:, 3:5])
+        self._step_count.zero_()
+        # The reward of the next step reads this cached pre-step observation.
+        self._obs.copy_(self._observe())
+        return reset_output(self._obs.clone(), self)
+
     def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``start_angle`` start plus uniform noise, drawn for every world (masked later)."""
         q = self.sim.default_q.clone()

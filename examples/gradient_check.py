@@ -1,0 +1,147 @@
+"""Are a checkpoint's world-model gradients right? d(return)/d(actions), model vs simulator.
+
+    python examples/gradient_check.py run/checkpoints/checkpoint_83.pt
+    python examples/gradient_check.py RUN_DIR --horizon 16 --states 256 --seed 0
+
+PWM's actor follows the gradient of the imagined return through the world model, so a model with
+accurate values but wrong slopes still misleads it. This script rebuilds the world model, the
+actor and the reward normaliser from the checkpoint alone (as ``examples/evaluate.py`` does),
+collects real start states with the stochastic policy (one per env, spread over a whole episode),
+draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
+:func:`torchrl_flowmbpo.diagnostics.action_gradient_accuracy`: the model's gradient by autograd
+against central finite differences in the simulator restarted at each state. Returns are in raw
+reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md`` (Diagnostics).
+
+The simulator must be restartable from an observation (``set_state_from_observation``): only the
+cartpole task is now. Errors exit with status 1 and a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from torchrl_flowmbpo.diagnostics import (
+    action_gradient_accuracy,
+    collect_rollouts,
+    make_real_return,
+)
+from torchrl_flowmbpo.envs import TASKS
+from torchrl_flowmbpo.recipes import CheckpointError, load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import REQUIRED, load_policy, resolve_checkpoint
+from utils import make_reward_normalization, make_task_env
+
+#: Half-width of the uniform random action sequences (inside the [-1, 1] bounds, so the
+#: central differences stay two-sided).
+ACTION_RANGE = 0.5
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="World-model vs real gradient of the return w.r.t. an action sequence."
+    )
+    parser.add_argument(
+        "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
+    )
+    parser.add_argument("--horizon", type=int, default=16, help="actions per sequence (16)")
+    parser.add_argument("--states", type=int, default=256, help="real start states (256)")
+    parser.add_argument("--seed", type=int, default=0, help="env, policy and action seed (0)")
+    parser.add_argument("--eps", type=float, default=0.05, help="finite-difference step (0.05)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    args = parser.parse_args(argv)
+    if args.horizon < 1 or args.states < 2 or args.eps <= 0:
+        parser.error("need --horizon >= 1, --states >= 2 and --eps > 0")
+    return args
+
+
+def reward_units(state: dict[str, Any]) -> tuple[float, float]:
+    """``(scale, loc)`` of the checkpoint's reward normaliser: raw = model reward · scale + loc."""
+    norm = make_reward_normalization(OmegaConf.create(state["config"]))
+    norm.load_state_dict(state["modules"]["reward_norm"])
+    return float(norm.scale), float(norm.loc)
+
+
+def start_observations(env, policy, steps: int) -> torch.Tensor:
+    """One observation per env ``[N, obs_dim]``, env i's at step ``i * steps // N`` of a
+    closed-loop rollout of the stochastic policy: the states the policy visits, early and late."""
+    obs = collect_rollouts(env, policy, steps).get("observation")
+    n = obs.shape[0]
+    times = torch.arange(n, device=obs.device) * steps // n
+    return obs[torch.arange(n, device=obs.device), times]
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The scalars on three lines, then the per-step cosine as a table."""
+    lines = [
+        f"values:    corr(model, real) {result['value_corr']:.3f}; mean return model "
+        f"{result['model_return_mean']:.3f}, real {result['real_return_mean']:.3f}",
+        f"gradients: cos per state mean {result['grad_cos_mean']:.3f}, median "
+        f"{result['grad_cos_median']:.3f}; first-action sign agreement "
+        f"{result['first_action_sign_agreement']:.3f}; |model| / |real| "
+        f"{result['grad_norm_ratio']:.3f}",
+        "   t  cos(dR/da_t)",
+    ]
+    lines += [f"{t:4d}  {cos:12.3f}" for t, cos in enumerate(result["grad_cos_per_step"])]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        path, _ = resolve_checkpoint(args.checkpoint)
+        state = load_checkpoint(path, required=(*REQUIRED, "config"))
+    except CheckpointError as err:
+        sys.exit(f"gradient_check.py: error: {err}")
+    task = state["specs"]["env"]["name"]
+    # Checked on the class, before the simulator is built and compiled.
+    if not hasattr(TASKS.get(task), "set_state_from_observation"):
+        sys.exit(
+            f"gradient_check.py: error: task {task!r} cannot be restarted from an observation "
+            "(its env has no set_state_from_observation); only the cartpole task can now."
+        )
+    torch.manual_seed(args.seed)
+    try:
+        env = make_task_env(
+            state["specs"]["env"], num_envs=args.states, device=args.device, seed=args.seed
+        )
+        policy = load_policy(state, env, args.device)
+        scale, loc = reward_units(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        sys.exit(f"gradient_check.py: error: {path} cannot be rebuilt: {type(err).__name__}: {err}")
+    world_model = policy[0].module  # load_policy's first module is encoder_operator(world_model)
+    gamma = float(state["config"]["algo"]["gamma"])
+    observations = start_observations(env, policy, env.base_env.episode_length)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    shape = (args.states, args.horizon, env.action_spec.shape[-1])
+    actions = (2 * torch.rand(shape, generator=generator, device=args.device) - 1) * ACTION_RANGE
+    result = action_gradient_accuracy(
+        world_model,
+        observations,
+        actions,
+        # The base env: the step counter and return trackers must not see the restarts.
+        make_real_return(env.base_env, gamma=gamma),
+        gamma=gamma,
+        reward_scale=scale,
+        reward_loc=loc,
+        eps=args.eps,
+    )
+    counters = state["counters"]
+    print(
+        f"Gradient check of {state['variant']} on {task} (seed {state['seed']}, iteration "
+        f"{counters['iteration']}, {counters['frames']} frames; WM "
+        f"{state['specs']['world_model']['type']}): {args.states} start states of the "
+        f"stochastic policy, H = {args.horizon} actions U[-{ACTION_RANGE}, {ACTION_RANGE}], "
+        f"γ = {gamma}, eps = {args.eps}, raw rewards (model reward × {scale:.4g} {loc:+.4g})"
+    )
+    print(format_report(result))
+
+
+if __name__ == "__main__":
+    main()

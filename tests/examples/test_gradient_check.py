@@ -1,0 +1,86 @@
+"""examples/gradient_check.py on a hand-made tiny cartpole checkpoint (untrained networks: the
+script's plumbing, not a model's quality), in-process."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchrl_flowmbpo.recipes import build_actor, build_world_model, save_checkpoint
+from torchrl_flowmbpo.transforms import RewardNormalization
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "gradient_check.py"
+HORIZON, STATES = 3, 4
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("gradient_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_checkpoint(path: Path, task: str = "cartpole") -> Path:
+    """What pwm_flow.py saves, with tiny networks and a 20-step episode. The bounded reward
+    depends on the action, so even the last action has a real gradient (a defined cosine)."""
+    specs = {
+        "world_model": {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]},
+        "actor": {"type": "gaussian", "hidden": [32]},
+        "critic": {"hidden": [32]},
+        "env": {
+            "name": task,
+            "kwargs": {"start_angle": 0.0, "reward_type": "bounded", "episode_length": 20},
+        },
+    }
+    torch.manual_seed(0)
+    world_model = build_world_model(specs["world_model"], 5, 1)
+    torch.nn.init.normal_(world_model.reward_head[-1].weight)  # a fresh head is constant
+    actor = build_actor(specs["actor"], world_model.latent_dim, 1)
+    norm = RewardNormalization("standardize")  # a loc as well as a scale
+    norm.update(torch.tensor([-3.0, -1.0, 0.0, -2.0]))
+    state = {
+        "modules": {
+            "world_model": world_model.state_dict(),
+            "actor": actor.state_dict(),
+            "reward_norm": norm.state_dict(),
+        },
+        "specs": specs,
+        "counters": {"iteration": 7, "frames": 560},
+        "variant": "baseline",
+        "seed": 3,
+        "config": {"algo": {"gamma": 0.9, "reward_norm": "standardize", "reward_clip": None}},
+    }
+    return save_checkpoint(state, path)
+
+
+def test_report_on_a_tiny_checkpoint(script, tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
+    script.main([str(tmp_path / "run"), "--horizon", str(HORIZON), "--states", str(STATES)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Gradient check of baseline on cartpole (seed 3, iteration 7")
+    assert f"{STATES} start states" in lines[0] and "γ = 0.9," in lines[0]
+    assert lines[1].startswith("values:") and lines[2].startswith("gradients:")
+    rows = [line.split() for line in lines[4:]]
+    assert [int(t) for t, _ in rows] == list(range(HORIZON))
+    assert all(math.isfinite(float(cos)) for _, cos in rows)
+    assert path.is_file()
+
+
+def test_reward_units_are_the_normalisers(script, tmp_path):
+    state = torch.load(make_checkpoint(tmp_path / "c.pt"), weights_only=True)
+    scale, loc = script.reward_units(state)
+    # RunningMeanStd of [-3, -1, 0, -2] (plus its tiny prior): mean -1.5, variance 1.25.
+    assert loc == pytest.approx(-1.5, rel=1e-3) and scale == pytest.approx(1.25**0.5, rel=1e-3)
+
+
+def test_task_without_a_state_setter_fails_clearly(script, tmp_path):
+    path = make_checkpoint(tmp_path / "ant.pt", task="ant")
+    with pytest.raises(SystemExit, match=r"task 'ant' cannot be restarted.*only the cartpole"):
+        script.main([str(path)])
+    with pytest.raises(SystemExit, match="does not exist"):
+        script.main([str(tmp_path / "missing.pt")])

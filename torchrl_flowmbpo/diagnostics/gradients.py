@@ -1,0 +1,320 @@
+"""First-order gradient accuracy: the world model's d(return)/d(actions) against the real one.
+
+PWM's actor follows the gradient of the imagined return through the world model. A model can
+predict returns well and still get their slope wrong, so this module compares the gradients
+themselves: the model's by autograd, the real one by central finite differences in a simulator
+restarted from the same states (:func:`make_real_return`).
+
+Everything here is in **raw** reward units (the simulator's): the model's normalised reward is
+taken back with ``r = r̂ · reward_scale + reward_loc``. Results are plain Python floats and lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torchrl.envs import EnvBase
+
+from torchrl_flowmbpo.diagnostics.common import pearson
+from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
+
+__all__ = [
+    "action_gradient_accuracy",
+    "finite_difference_gradient",
+    "make_real_return",
+    "model_action_gradient",
+]
+
+#: ``real_return(observations [N, obs_dim], actions [N, H, A]) -> [N]`` discounted raw return.
+RealReturn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_inputs(observations: torch.Tensor, actions: torch.Tensor) -> None:
+    if actions.ndim != 3 or observations.ndim != 2 or observations.shape[0] != actions.shape[0]:
+        raise ValueError(
+            "Expected observations [N, obs_dim] and actions [N, H, A], got "
+            f"{tuple(observations.shape)} and {tuple(actions.shape)}."
+        )
+    if actions.numel() and float(actions.abs().max()) > 1.0:
+        raise ValueError("actions must lie in [-1, 1] (the action bounds of the tasks).")
+
+
+def model_action_gradient(
+    world_model: LatentWorldModel,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    *,
+    gamma: float,
+    reward_scale: float = 1.0,
+    reward_loc: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's open-loop return of an action sequence and its gradient w.r.t. the actions.
+
+    ``z_0 = E(o)``, ``z_{t+1} = next(z_t, a_t)``, ``R_m = Σ_{t<H} γ^t (r̂(z_t, a_t) · reward_scale
+    + reward_loc)`` (raw units; no termination, no bootstrap) and ``∂R_m / ∂a`` by autograd, per
+    state (rows are independent, so the gradient of ``Σ_i R_m[i]`` holds each row's own).
+
+    Only the actions are differentiated (``torch.autograd.grad``): the world model's parameters
+    receive no ``.grad``, and its mode and ``requires_grad`` flags are left as they are. Works
+    inside ``torch.no_grad()`` too.
+
+    Args:
+        world_model: the latent world model.
+        observations: real start observations ``[N, obs_dim]``.
+        actions: open-loop actions ``[N, H, A]``.
+
+    Keyword Args:
+        gamma: discount γ.
+        reward_scale, reward_loc: take the model's normalised reward to raw units
+            (``RewardNormalization.scale`` and ``.loc``).
+
+    Returns:
+        ``(R_m [N], ∂R_m/∂a [N, H, A])``, detached, in float64.
+
+    Examples:
+        >>> from torchrl_flowmbpo.modules.models import PWMWorldModel
+        >>> wm = PWMWorldModel(3, 1, latent_dim=16, units=(32,), encoder_units=(32,))
+        >>> ret, grad = model_action_gradient(wm, torch.zeros(2, 3), torch.zeros(2, 4, 1),
+        ...                                   gamma=0.9)
+        >>> ret.shape, grad.shape, wm.reward_head[-1].weight.grad is None
+        (torch.Size([2]), torch.Size([2, 4, 1]), True)
+    """
+    _check_inputs(observations, actions)
+    leaf = actions.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        latent = world_model.encode(observations.detach())
+        ret = torch.zeros(actions.shape[0], dtype=leaf.dtype, device=leaf.device)
+        for t in range(actions.shape[1]):
+            ret = ret + gamma**t * world_model.reward(latent, leaf[:, t]).reshape(-1)
+            if t < actions.shape[1] - 1:  # the last latent would feed no reward
+                latent = world_model.next(latent, leaf[:, t])
+        # allow_unused: a model whose reward ignores the actions has a zero gradient, not an error.
+        (grad,) = torch.autograd.grad(ret.sum(), leaf, allow_unused=True)
+    if grad is None:
+        grad = torch.zeros_like(leaf)
+    offset = reward_loc * sum(gamma**t for t in range(actions.shape[1]))
+    ret = ret.detach().double() * reward_scale + offset
+    return ret, grad.double() * reward_scale
+
+
+@torch.no_grad()
+def finite_difference_gradient(
+    real_return: RealReturn,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    *,
+    eps: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real return of an action sequence and its gradient by central differences.
+
+    For each entry ``(t, j)``, for all N states at once (``2 H A + 1`` calls of ``real_return``):
+    ``a± = a`` with ``a±[:, t, j] = clamp(a[:, t, j] ± eps, -1, 1)`` and
+
+    ``∂R/∂a_{t,j} ≈ (R(a+) − R(a−)) / (a+_{t,j} − a−_{t,j})``.
+
+    Clamping keeps the perturbed actions where the env acts on them (the tasks clip actions to
+    [-1, 1], so a step past the bound would change nothing and halve the estimate). Dividing by
+    the actual step makes this the central difference of step 2·eps inside
+    ``[-1 + eps, 1 − eps]`` (error O(eps²)) and a one-sided difference of step ``eps`` at a bound
+    (error O(eps)); in between, an asymmetric difference of step in ``(eps, 2 eps)``.
+
+    Args:
+        real_return: ``(observations [N, obs_dim], actions [N, H, A]) -> [N]``, the real
+            discounted return from those states (e.g. :func:`make_real_return`).
+        observations: real start observations ``[N, obs_dim]``.
+        actions: actions ``[N, H, A]`` in [-1, 1].
+
+    Keyword Args:
+        eps: the perturbation (> 0).
+
+    Returns:
+        ``(R(a) [N], ∂R/∂a [N, H, A])`` in float64.
+
+    Examples:
+        >>> quadratic = lambda obs, act: -(act**2).sum((1, 2))
+        >>> ret, grad = finite_difference_gradient(quadratic, torch.zeros(1, 2),
+        ...                                        torch.tensor([[[0.5], [1.0]]]))
+        >>> ret.tolist(), [round(g, 4) for g in grad.flatten().tolist()]
+        ([-1.25], [-1.0, -1.95])
+    """
+    _check_inputs(observations, actions)
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}.")
+    base = real_return(observations, actions).reshape(-1).double()
+    grad = torch.zeros(actions.shape, dtype=torch.float64, device=base.device)
+    for t in range(actions.shape[1]):
+        for j in range(actions.shape[2]):
+            plus, minus = actions.clone(), actions.clone()
+            plus[:, t, j] = (actions[:, t, j] + eps).clamp(-1.0, 1.0)
+            minus[:, t, j] = (actions[:, t, j] - eps).clamp(-1.0, 1.0)
+            # Never zero: the interval [-1, 1] is wider than any clamped step is short.
+            step = (plus[:, t, j] - minus[:, t, j]).double().to(base.device)
+            diff = real_return(observations, plus).reshape(-1).double()
+            diff = diff - real_return(observations, minus).reshape(-1).double()
+            grad[:, t, j] = diff / step
+    return base, grad
+
+
+def _cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine of ``[..., D]`` vectors; NaN where either is zero (no direction)."""
+    norm = x.norm(dim=-1) * y.norm(dim=-1)
+    cos = (x * y).sum(-1) / norm
+    return torch.where(norm > 0, cos, torch.full_like(cos, math.nan))
+
+
+def action_gradient_accuracy(
+    world_model: LatentWorldModel,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    real_return: RealReturn,
+    *,
+    gamma: float,
+    reward_scale: float = 1.0,
+    reward_loc: float = 0.0,
+    eps: float = 0.05,
+) -> dict[str, Any]:
+    """How well the world model's return gradient w.r.t. the actions matches the real one.
+
+    From real start observations ``o`` ``[N, obs_dim]`` and an open-loop action sequence ``a``
+    ``[N, H, A]`` in [-1, 1] (e.g. uniform random):
+
+    - model: ``R_m = Σ_{t<H} γ^t (r̂(z_t, a_t) · reward_scale + reward_loc)``, ``z_0 = E(o)``,
+      ``z_{t+1} = next(z_t, a_t)``, and ``g_m = ∂R_m/∂a`` by autograd
+      (:func:`model_action_gradient`; the world model's parameters get no ``.grad``);
+    - real: ``R = real_return(o, a)`` (raw units, the same γ) and ``g = ∂R/∂a`` by central
+      differences of step ``eps``, one-sided at the action bounds
+      (:func:`finite_difference_gradient`: ``2 H A + 1`` calls of ``real_return``).
+
+    With ``cos(u, v) = u·v / (|u| |v|)`` (NaN when either is zero):
+
+    - ``value_corr`` = Pearson_i(R_m, R); ``model_return_mean``, ``real_return_mean``;
+    - ``grad_cos_mean``, ``grad_cos_median``: mean / median over states of
+      ``cos(g_m[i], g[i])``, the gradients flattened over the ``H·A`` sequence (NaN states left
+      out);
+    - ``grad_cos_per_step[t]`` = ``cos(g_m[:, t, :], g[:, t, :])``, flattened over states and
+      action dims (H values); ``grad_cos_first`` and ``grad_cos_last`` are its ends (the last
+      action only reaches the immediate reward);
+    - ``first_action_sign_agreement`` = mean_{i,j} [sign g_m[i, 0, j] = sign g[i, 0, j]]: how
+      often the first action would be pushed the right way;
+    - ``grad_norm_ratio`` = mean_i |g_m[i]| / mean_i |g[i]| (> 1: the model's slope is steeper);
+    - ``count`` = N.
+
+    Termination is not modelled on either side: ``real_return`` decides what happens after an
+    episode end (:func:`make_real_return` stops counting rewards).
+
+    Args:
+        world_model: the latent world model.
+        observations: real start observations ``[N, obs_dim]``.
+        actions: open-loop actions ``[N, H, A]`` in [-1, 1].
+        real_return: ``(observations, actions) -> [N]`` real discounted raw return.
+
+    Keyword Args:
+        gamma: discount γ (the one ``real_return`` uses).
+        reward_scale, reward_loc: take the model's normalised reward to raw units
+            (``RewardNormalization.scale`` / ``.loc``; 1 and 0 for a model of raw rewards).
+        eps: finite-difference step.
+
+    Returns:
+        The floats above and the list ``grad_cos_per_step``.
+
+    Examples:
+        >>> from torchrl_flowmbpo.modules.models import PWMWorldModel
+        >>> _ = torch.manual_seed(0)
+        >>> wm = PWMWorldModel(3, 1, latent_dim=16, units=(32,), encoder_units=(32,))
+        >>> _ = torch.nn.init.normal_(wm.reward_head[-1].weight)  # a fresh head is constant
+        >>> real = lambda obs, act: -(act**2).sum((1, 2))
+        >>> out = action_gradient_accuracy(wm, torch.randn(8, 3), torch.rand(8, 4, 1) - 0.5,
+        ...                                real, gamma=0.9)
+        >>> len(out["grad_cos_per_step"]), -1 <= out["grad_cos_mean"] <= 1, out["count"]
+        (4, True, 8.0)
+    """
+    model_ret, model_grad = model_action_gradient(
+        world_model,
+        observations,
+        actions,
+        gamma=gamma,
+        reward_scale=reward_scale,
+        reward_loc=reward_loc,
+    )
+    real_ret, real_grad = finite_difference_gradient(real_return, observations, actions, eps=eps)
+    model_ret, model_grad = model_ret.cpu(), model_grad.cpu()
+    real_ret, real_grad = real_ret.cpu(), real_grad.cpu()
+    n = actions.shape[0]
+    per_state = _cosine(model_grad.reshape(n, -1), real_grad.reshape(n, -1))
+    finite = per_state[per_state.isfinite()]
+    per_step = _cosine(
+        model_grad.transpose(0, 1).reshape(actions.shape[1], -1),
+        real_grad.transpose(0, 1).reshape(actions.shape[1], -1),
+    ).tolist()
+    first_signs = model_grad[:, 0].sign() == real_grad[:, 0].sign()
+    real_norm = float(real_grad.reshape(n, -1).norm(dim=-1).mean())
+    model_norm = float(model_grad.reshape(n, -1).norm(dim=-1).mean())
+    return {
+        "value_corr": pearson(model_ret, real_ret),
+        "model_return_mean": float(model_ret.mean()),
+        "real_return_mean": float(real_ret.mean()),
+        "grad_cos_mean": float(finite.mean()) if finite.numel() else math.nan,
+        "grad_cos_median": float(finite.quantile(0.5)) if finite.numel() else math.nan,
+        "grad_cos_per_step": per_step,
+        "grad_cos_first": per_step[0],
+        "grad_cos_last": per_step[-1],
+        "first_action_sign_agreement": float(first_signs.double().mean()),
+        "grad_norm_ratio": model_norm / real_norm if real_norm > 0 else math.nan,
+        "count": float(n),
+    }
+
+
+def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
+    """``real_return(observations, actions)`` for :func:`action_gradient_accuracy` from an env.
+
+    ``env`` is a batched env of ``N`` worlds with a ``set_state_from_observation(obs)`` method
+    that puts every world into the state of ``obs`` ``[N, obs_dim]`` and returns the
+    TensorDict a reset would (only the cartpole has one: its observation is its full state).
+    The callable restarts the worlds there, steps the given actions ``[N, H, A]`` open loop and
+    returns ``Σ_{t<H} γ^t alive_t r_t`` ``[N]`` (float64, raw rewards), where ``alive_t`` is 0
+    after the first ``done`` of a world (the rest belongs to no episode). It changes the env's
+    state; use the base env, not a ``TransformedEnv`` whose transforms would miss the restart.
+
+    Args:
+        env: the env to step, with ``batch_size == [N]``.
+
+    Keyword Args:
+        gamma: discount γ.
+
+    Raises:
+        TypeError: when ``env`` has no ``set_state_from_observation``.
+
+    Examples:
+        >>> from torchrl_flowmbpo.envs.locomotion import CartPoleEnv
+        >>> env = CartPoleEnv(2, seed=0, start_angle=0.0, reward_type="bounded")
+        >>> real_return = make_real_return(env, gamma=0.9)
+        >>> ret = real_return(env.reset()["observation"], torch.zeros(2, 3, 1))
+        >>> ret.shape, bool((ret > 0).all())
+        (torch.Size([2]), True)
+    """
+    if not callable(getattr(env, "set_state_from_observation", None)):
+        raise TypeError(
+            f"{type(env).__name__} has no set_state_from_observation(observation): the real "
+            "return cannot be restarted from given states (only the cartpole has one)."
+        )
+
+    @torch.no_grad()
+    def real_return(observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        n = actions.shape[0]
+        if tuple(env.batch_size) != (n,):
+            raise ValueError(f"The env has batch size {tuple(env.batch_size)}, not ({n},).")
+        td = env.set_state_from_observation(observations.to(env.device))
+        total = torch.zeros(n, dtype=torch.float64, device=env.device)
+        alive = torch.ones(n, dtype=torch.bool, device=env.device)
+        for t in range(actions.shape[1]):
+            out = env.step(td.set("action", actions[:, t].to(env.device)))
+            reward = out.get(("next", "reward")).reshape(n).double()
+            total += gamma**t * alive.double() * reward
+            alive &= ~out.get(("next", "done")).reshape(n)
+            td = env.step_mdp(out)
+        return total
+
+    return real_return
