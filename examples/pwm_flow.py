@@ -11,9 +11,11 @@ checkpoint.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -136,17 +138,34 @@ def main(cfg: DictConfig) -> None:
         policy,
     )
 
+    critic_check: dict[str, Any] = {}
+
     def critic_diagnostics() -> dict[str, float]:
-        """V(E(o_t)) vs the real discounted return of one episode of the stochastic policy."""
+        """V(E(o_t)) vs the real discounted return of the stochastic policy, every state scored.
+
+        The check's env runs past the task's time limit by ``extra − 1`` steps, with ``γ^extra <=
+        tolerance``: then every state of an ordinary-length episode has an unobserved return
+        weight of at most the tolerance, and none of the extra steps' states is scored (scoring
+        only a window's first steps would score near-identical start states).
+        """
+        tolerance = cfg.diagnostics.critic_tail_tolerance
+        if not critic_check:
+            length = evaluate.env.base_env.episode_length
+            window = length - 1 + math.ceil(math.log(tolerance) / math.log(algo.gamma))
+            spec = {**specs["env"], "kwargs": {**specs["env"]["kwargs"], "episode_length": window}}
+            critic_check["window"] = window
+            critic_check["env"] = make_task_env(
+                spec, num_envs=evaluate.num_envs, device=cfg.device, seed=cfg.seed + 2000
+            )
         with torch.no_grad():
-            rollouts = collect_rollouts(evaluate.env, policy, evaluate.env.base_env.episode_length)
+            rollouts = collect_rollouts(critic_check["env"], policy, critic_check["window"])
             result = critic_vs_returns(
                 critic,
                 world_model,
                 rollouts,
                 gamma=algo.gamma,
                 reward_scale=float(reward_norm.scale),
-                tail_tolerance=cfg.diagnostics.critic_tail_tolerance,
+                tail_tolerance=tolerance,
             )
         return scalar_metrics(result, METRIC_PREFIXES["critic_vs_returns"])
 

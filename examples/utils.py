@@ -187,6 +187,11 @@ def check_schedule(cfg: DictConfig) -> None:
             f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "
             "has no density): set algo.entropy_coef=0, as the flow_policy and full_flow bundles do"
         )
+    tolerance = cfg.diagnostics.critic_tail_tolerance
+    if not 0 <= tolerance < 1:
+        problems.append(
+            f"diagnostics.critic_tail_tolerance={tolerance} must be in [0, 1) (0: no critic check)"
+        )
     if problems:
         raise ValueError("; ".join(problems) + ".")
 
