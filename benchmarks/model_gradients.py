@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "small": {"type": "mlp", "preset": "small"},
     "latent32": {"type": "mlp", "preset": "small", "latent_dim": 32},
     "latent512": {"type": "mlp", "preset": "small", "latent_dim": 512},
+    "narrow": {"type": "mlp", "encoder_units": (64,), "units": (128, 128), "latent_dim": 32},
     "twohot": {"type": "mlp", "preset": "small", "reward_head": "twohot"},
     "flow-heun-K2": {"type": "flow", "preset": "small", "integrator": "heun", "substeps": 2},
     "flow-euler-K4": {"type": "flow", "preset": "small", "integrator": "euler", "substeps": 4},
