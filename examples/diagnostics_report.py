@@ -87,6 +87,30 @@ PANELS: tuple[tuple[str, tuple[str, ...], float | None, bool], ...] = (
         0.0,
         False,
     ),
+    (
+        "actor gradient: model's rewards vs critic's bootstrap",
+        ("diagnostics/actor_reward_grad_norm", "diagnostics/actor_bootstrap_grad_norm"),
+        None,
+        True,
+    ),
+    (
+        "actor gradient: cos(g_R, g_V), critic's share |g_V|² / Σ",
+        ("diagnostics/actor_grad_cosine", "diagnostics/actor_bootstrap_share"),
+        0.0,
+        False,
+    ),
+    (
+        "actor gradient: |g_V| / |g_R|",
+        ("diagnostics/actor_grad_norm_ratio",),
+        1.0,
+        True,
+    ),
+    (
+        "imagined return parts (normalised)",
+        ("diagnostics/actor_reward_part_mean", "diagnostics/actor_bootstrap_part_mean"),
+        0.0,
+        False,
+    ),
 )
 
 

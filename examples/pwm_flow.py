@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
+    actor_gradient_split,
     collect_rollouts,
     critic_vs_returns,
     exploitation_gap,
@@ -264,8 +265,12 @@ def main(cfg: DictConfig) -> None:
                 gamma=algo.gamma,
                 reward_scale=float(reward_norm.scale),
             )
+            # The updated actor's gradient, split into the model's reward part and the critic's
+            # bootstrap part (no update; one replay sample and one rollout of RNG).
+            split = actor_gradient_split(actor_loss, sample_start_states())
             metrics.update(diagnostics)
             metrics.update(scalar_metrics(gap, METRIC_PREFIXES["exploitation_gap"]))
+            metrics.update(scalar_metrics(split, METRIC_PREFIXES["actor_gradient_split"]))
         if cfg.eval.interval and iteration % cfg.eval.interval == 0:
             eval_stats = evaluate()
             metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})

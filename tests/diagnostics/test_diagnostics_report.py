@@ -16,6 +16,7 @@ from tensordict import TensorDict
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
     action_gradient_accuracy,
+    actor_gradient_split,
     critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
@@ -25,6 +26,7 @@ from torchrl_flowmbpo.diagnostics import (
 )
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
 from torchrl_flowmbpo.modules.models import PWMWorldModel
+from torchrl_flowmbpo.objectives import PWMActorLoss
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "diagnostics_report.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -125,6 +127,12 @@ def test_logged_names_documented_and_plotted(report):
         ),
         "action_gradient_accuracy": action_gradient_accuracy(
             wm, data["observation"][:, 0], data["action"], lambda o, a: a.sum((1, 2)), gamma=0.5
+        ),
+        "actor_gradient_split": actor_gradient_split(
+            PWMActorLoss(
+                GaussianActor(16, 2, hidden=(8,)), VCritic(16, hidden=(8,)), wm, horizon=3
+            ),
+            data[:, 0],
         ),
     }
     logged = set()

@@ -121,7 +121,7 @@ def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle)
 RESUME = (
     "env=ant env.num_envs=4 collector.total_frames={frames} eval.episodes=1 eval.num_envs=1 "
     "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR "
-    "diagnostics.critic_tail_tolerance=0.5"
+    "diagnostics.critic_tail_tolerance=0.5 diagnostics.interval=1"
 )
 FIRST_FRAMES, SECOND_FRAMES = 256, 448
 
@@ -214,3 +214,17 @@ def test_evaluations_log_the_critic_against_real_returns(resumed, read_scalars):
     assert all(count >= 100 for count in counts), counts
     for name in ("bias", "mae", "value_mean", "return_mean"):
         read_scalars(scalars / f"diagnostics/critic_{name}.csv")  # finite
+
+
+def test_diagnostics_log_the_actor_gradient_split(resumed, read_scalars):
+    # diagnostics.interval=1: every learning iteration after the first, in both sessions.
+    _, first_state, _, second, state = resumed
+    scalars = next((second.run_dir / "logs").iterdir()) / "scalars"
+    names = ("reward_grad_norm", "bootstrap_grad_norm", "grad_cosine", "bootstrap_share")
+    series = {n: read_scalars(scalars / f"diagnostics/actor_{n}.csv") for n in names}  # finite
+    steps = series["grad_cosine"][0]
+    assert first_state["counters"]["frames"] in steps and state["counters"]["frames"] in steps
+    assert all(-1.0 <= v <= 1.0 for v in series["grad_cosine"][1])
+    assert all(0.0 <= v <= 1.0 for v in series["bootstrap_share"][1])
+    for name in ("grad_norm_ratio", "reward_part_mean", "bootstrap_part_mean"):
+        read_scalars(scalars / f"diagnostics/actor_{name}.csv")

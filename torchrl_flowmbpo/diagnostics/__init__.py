@@ -1,6 +1,7 @@
 """Model-exploitation diagnostics: is the policy learning from the model, or fooling it?
 
-Pure functions on real data (no training, no graphs; plain Python floats and lists out):
+Pure functions on real data (no training; plain Python floats and lists out; only
+:func:`actor_gradient_split` builds a graph, and writes no ``.grad``):
 
 - :func:`imagination_vs_real`: open-loop reward correlation / error and latent drift vs horizon;
 - :func:`termination_calibration`: predicted vs observed termination rate, Brier, reliability;
@@ -10,11 +11,14 @@ Pure functions on real data (no training, no graphs; plain Python floats and lis
 - :func:`collect_rollouts`: closed-loop real-env rollouts for the last two;
 - :func:`action_gradient_accuracy`: the model's d(return)/d(actions) vs the real one (finite
   differences in a simulator restarted by :func:`make_real_return`);
+- :func:`actor_gradient_split`: the actor's gradient of the imagined return split into the
+  model's reward part and the critic's bootstrap part (norms, cosine, share);
 - :func:`scalar_metrics`: a result's scalars as ``{"diagnostics/...": float}`` for a logger.
 
 Formulas and logged names: ``docs/metrics.md``, section "Diagnostics".
 """
 
+from torchrl_flowmbpo.diagnostics.actor_gradients import actor_gradient_split
 from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar_metrics
 from torchrl_flowmbpo.diagnostics.gradients import (
     action_gradient_accuracy,
@@ -38,6 +42,7 @@ __all__ = [
     "CALIBRATION_STRATEGIES",
     "METRIC_PREFIXES",
     "action_gradient_accuracy",
+    "actor_gradient_split",
     "collect_rollouts",
     "critic_vs_returns",
     "exploitation_gap",

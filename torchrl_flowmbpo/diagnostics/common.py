@@ -14,7 +14,7 @@ __all__ = ["METRIC_PREFIXES", "pearson", "scalar_metrics"]
 #: giving the names of ``docs/metrics.md`` and ``examples/diagnostics_report.py``, e.g.
 #: ``diagnostics/reward_corr_mean``, ``diagnostics/termination_ratio``,
 #: ``diagnostics/critic_bias``, ``diagnostics/exploitation_gap``, ``diagnostics/horizon_gap``,
-#: ``diagnostics/gradient_grad_cos_mean``.
+#: ``diagnostics/gradient_grad_cos_mean``, ``diagnostics/actor_grad_cosine``.
 METRIC_PREFIXES = {
     "imagination_vs_real": "diagnostics/",
     "termination_calibration": "diagnostics/termination_",
@@ -22,6 +22,7 @@ METRIC_PREFIXES = {
     "exploitation_gap": "diagnostics/exploitation_",
     "horizon_return_gap": "diagnostics/horizon_",
     "action_gradient_accuracy": "diagnostics/gradient_",
+    "actor_gradient_split": "diagnostics/actor_",
 }
 
 

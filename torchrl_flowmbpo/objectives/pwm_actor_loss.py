@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,16 @@ from torchrl_flowmbpo.objectives.common import check_finite, discount_weights, m
 from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
 
 __all__ = ["PWMActorLoss"]
+
+
+class _Imagination(NamedTuple):
+    """One imagined rollout and its return, split into the model's and the critic's parts."""
+
+    reward_part: torch.Tensor  # Σ_t γ^t Γ_t r̂_t, [*B]
+    bootstrap_part: torch.Tensor  # γ^P Γ_H min_k V_k(z_H), [*B]
+    trajectory: TensorDictBase  # [*B, H], not detached
+    survival_horizon: torch.Tensor  # Γ_H, [*B, 1]
+    bootstrap_value: torch.Tensor  # min_k V_k(z_H), [*B, 1]
 
 
 class PWMActorLoss(LossModule):
@@ -40,6 +51,9 @@ class PWMActorLoss(LossModule):
     the return's gradient is exactly zero in float32 (an actor there never recovers). The world
     model and the critic are held out (``hold_out_net``): gradients flow *through* them to the
     actor's actions, never *into* their parameters.
+
+    :meth:`return_parts` gives the two terms of ``J`` separately (the model's rewards and the
+    critic's bootstrap), differentiable, from the same rollout ``forward`` uses.
 
     ``forward`` returns ``(losses, trajectory)``: the detached imagined trajectory ``[B, H]``
     carries ``latent``, ``("next", "latent")``, ``("next", "reward")``, ``("next",
@@ -154,8 +168,46 @@ class PWMActorLoss(LossModule):
         if "world_model" in self.__dict__:
             self._build_imagined_env()
 
-    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
-        """Imagines from the start observations and returns ``(losses, trajectory)``."""
+    def return_parts(
+        self, tensordict: TensorDictBase
+    ) -> tuple[torch.Tensor, torch.Tensor, TensorDictBase]:
+        """The two parts of the imagined return ``J = reward_part + bootstrap_part``, per start.
+
+        One imagined rollout from the start observations (RANDOM exploration, world model and
+        critic held out), as :meth:`forward` computes it:
+
+        - ``reward_part = Σ_{t<H} γ^t Γ_t r̂_t``: what the world model's rewards contribute;
+        - ``bootstrap_part = γ^P Γ_H min_k V_k(z_H)`` (``P = H``, or ``H + 1`` with
+          ``bootstrap_extra_gamma``): what the critic contributes.
+
+        Both are differentiable w.r.t. the actor's parameters (through the sampled actions), so
+        their gradients can be compared
+        (:func:`~torchrl_flowmbpo.diagnostics.actor_gradient_split`). The running return
+        statistics (``ret_rms``) are not updated.
+
+        Args:
+            tensordict: start observations ``[*B]``.
+
+        Returns:
+            ``(reward_part [*B], bootstrap_part [*B], trajectory [*B, H])``; the trajectory is not
+            detached and carries ``("next", "continue")`` (``c_t``) and ``"survival"`` (``Γ_t``).
+
+        Examples:
+            >>> from torchrl_flowmbpo.modules import GaussianActor, VCritic
+            >>> from torchrl_flowmbpo.modules.models import PWMWorldModel
+            >>> wm = PWMWorldModel(4, 2, latent_dim=16, units=(32,), encoder_units=(32,))
+            >>> actor, critic = GaussianActor(16, 2, hidden=(32,)), VCritic(16, hidden=(32,))
+            >>> loss = PWMActorLoss(actor, critic, wm, horizon=5)
+            >>> reward, bootstrap, traj = loss.return_parts(
+            ...     TensorDict(observation=torch.randn(6, 4), batch_size=[6]))
+            >>> reward.shape, bootstrap.shape, traj.shape
+            (torch.Size([6]), torch.Size([6]), torch.Size([6, 5]))
+        """
+        parts = self._imagine(tensordict)
+        return parts.reward_part, parts.bootstrap_part, parts.trajectory
+
+    def _imagine(self, tensordict: TensorDictBase) -> _Imagination:
+        """Rolls the actor out in the model and splits its return (see :meth:`return_parts`)."""
         keys = self.tensor_keys
         check_finite(tensordict, [keys.observation], type(self).__name__)
         obs = tensordict.get(keys.observation)
@@ -184,16 +236,27 @@ class PWMActorLoss(LossModule):
         survival, survival_h = survival_all[..., :-1, :], survival_all[..., -1, :]
         discount = discount_weights(self.gamma, self.horizon, device=reward.device).unsqueeze(-1)
         boot_power = self.horizon + 1 if self.bootstrap_extra_gamma else self.horizon
-        bootstrap_term = self.gamma**boot_power * survival_h * bootstrap
-        ret = (discount * survival * reward).sum(-2) + bootstrap_term
-        per_start_loss = -ret.squeeze(-1)
+        traj.set(("next", keys.continue_prob), cont)
+        traj.set(keys.survival, survival)
+        return _Imagination(
+            reward_part=(discount * survival * reward).sum(-2).squeeze(-1),
+            bootstrap_part=(self.gamma**boot_power * survival_h * bootstrap).squeeze(-1),
+            trajectory=traj,
+            survival_horizon=survival_h,
+            bootstrap_value=bootstrap,
+        )
+
+    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Imagines from the start observations and returns ``(losses, trajectory)``."""
+        parts = self._imagine(tensordict)
+        traj = parts.trajectory
+        ret = parts.reward_part + parts.bootstrap_part
+        per_start_loss = -ret
         if self.ret_rms is not None:
             self.ret_rms.update(per_start_loss.detach())
             loss = self.ret_rms.normalize(per_start_loss.mean(), center=False, eps=1e-5)
         else:
             loss = per_start_loss.mean() / self.horizon
-        traj.set(("next", keys.continue_prob), cont)
-        traj.set(keys.survival, survival)
         extra = {}
         if self.entropy_coef > 0:
             entropy = self._entropy(traj)
@@ -203,9 +266,9 @@ class PWMActorLoss(LossModule):
                 "loss_actor": loss,
                 **extra,
                 "imagined_return": ret.detach().mean(),
-                "imagined_reward": reward.detach().mean(),
-                "survival_horizon": survival_h.detach().mean(),
-                "bootstrap_value": bootstrap.detach().mean(),
+                "imagined_reward": traj.get(("next", self.tensor_keys.reward)).detach().mean(),
+                "survival_horizon": parts.survival_horizon.detach().mean(),
+                "bootstrap_value": parts.bootstrap_value.detach().mean(),
                 "action_std": traj.get("action").detach().std(dim=tuple(range(traj.ndim))).mean(),
             },
             batch_size=[],
