@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 
@@ -13,3 +19,21 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[Path, str], ModuleType]:
+    """Loads a script of ``examples/`` or ``benchmarks/`` (folders of scripts, not packages).
+
+    The module is registered in ``sys.modules`` under ``name`` first: dataclasses resolve a
+    script's string annotations through it.
+    """
+
+    def load(path: Path, name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load

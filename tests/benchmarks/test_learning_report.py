@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +14,8 @@ REPS = ["--reps", "300"]
 
 
 @pytest.fixture(scope="module")
-def report():
-    spec = importlib.util.spec_from_file_location("learning_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses resolve the script's string annotations through sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+def report(load_script):
+    return load_script(SCRIPT, "learning_report")
 
 
 def write_run(root: Path, task: str, variant: str, seed: int, metrics: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "update_step.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("update_step_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_script):
+    return load_script(SCRIPT, "update_step_bench")
 
 
 def _batch(bench, horizon: int):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import subprocess
@@ -33,11 +32,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def report():
-    spec = importlib.util.spec_from_file_location("diagnostics_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def report(load_script):
+    return load_script(SCRIPT, "diagnostics_report")
 
 
 def fake_run(root: Path, metrics: dict[str, list[tuple[int, float]]], exp="baseline_ant_seed0"):

@@ -3,7 +3,6 @@ bundles differ only in the keys they are meant to change (algorithm.md §15, pit
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,9 @@ BUNDLES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 TINY_OBS, TINY_ACT = 5, 2
 
 
-def _load_utils():
-    spec = importlib.util.spec_from_file_location("pwm_flow_utils", ROOT / "examples/utils.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def utils():
-    return _load_utils()
+def utils(load_script):
+    return load_script(ROOT / "examples/utils.py", "pwm_flow_utils")
 
 
 def compose_config(*overrides: str):
@@ -144,10 +136,8 @@ def test_full_flow_combines_flow_wm_and_flow_policy(bundles):
             assert bundles["flow_policy"][key] == value, key
 
 
-def test_grad_checkpoint_override_reaches_the_flow_world_model(utils):
-    spec = importlib.util.spec_from_file_location("config_check", ROOT / "examples/config_check.py")
-    config_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(config_check)
+def test_grad_checkpoint_override_reaches_the_flow_world_model(utils, load_script):
+    config_check = load_script(ROOT / "examples/config_check.py", "config_check")
     overrides = (
         "experiment=flow_wm",
         "world_model.preset=small",

@@ -3,7 +3,6 @@ script's plumbing, not a model's quality), in-process."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -18,11 +17,8 @@ HORIZON, STATES = 3, 4
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("gradient_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script(SCRIPT, "gradient_check")
 
 
 def make_checkpoint(path: Path, task: str = "cartpole") -> Path:

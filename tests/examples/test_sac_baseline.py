@@ -4,7 +4,6 @@ the actor."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import shutil
 import sys
@@ -42,11 +41,9 @@ SCALARS = (
 )
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"sac_test_{name}", EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def example(load_script):
+    return lambda name: load_script(EXAMPLES / f"{name}.py", f"sac_test_{name}")
 
 
 @pytest.fixture(scope="module")
@@ -164,13 +161,13 @@ def test_bad_key_fails_with_one_line(bad_key):
         ("config", "experiment=flow_wm", None),
     ],
 )
-def test_overrides_are_checked_against_their_own_config(config, override, expected):
-    problem = _load("config_check").check_overrides([override], config_name=config)
+def test_overrides_are_checked_against_their_own_config(example, config, override, expected):
+    problem = example("config_check").check_overrides([override], config_name=config)
     assert problem is None if expected is None else expected in problem
 
 
-def test_one_update_moves_actor_and_polyaks_the_target():
-    sac_utils = _load("sac_utils")
+def test_one_update_moves_actor_and_polyaks_the_target(example):
+    sac_utils = example("sac_utils")
     torch.manual_seed(0)
     spec = Bounded(-1.0, 1.0, shape=(2,))
     actor = sac_utils.make_actor(5, spec, hidden_sizes=(16, 16))
