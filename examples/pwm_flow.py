@@ -176,7 +176,7 @@ def main(cfg: DictConfig) -> None:
 
     def sample_start_states():
         """First observations of replay slices (never terminal)."""
-        start = replay_buffer.sample().reshape(-1, horizon + 1)[:actor_batch, 0]
+        start = replay_buffer.sample().reshape(-1, horizon)[:actor_batch, 0]
         return start.select("observation")
 
     fresh = counters["frames"] == 0
@@ -234,7 +234,7 @@ def main(cfg: DictConfig) -> None:
             continue
         if not counters["wm_warmed_up"]:
             for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
-                updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
+                updater.world_model_step(replay_buffer.sample().reshape(-1, horizon))
             # The first actor steps follow the critic's gradient at z_H: fit it to the initial
             # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
@@ -243,7 +243,7 @@ def main(cfg: DictConfig) -> None:
         for _ in range(algo.actor_updates_per_iter):
             metrics.update(updater.actor_critic_step(sample_start_states()))
         for _ in range(algo.wm_updates_per_iter):
-            wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon + 1))
+            wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon))
         for scheduler in schedulers.values():
             scheduler.step()
         counters["iteration"] += 1

@@ -105,8 +105,14 @@ def make_reward_normalization(cfg: DictConfig) -> RewardNormalization:
 
 
 def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: str):
-    """Slices of H + 1 consecutive steps that never cross an episode boundary."""
-    slice_len = cfg.algo.horizon + 1
+    """Slices of H consecutive transitions that never cross an episode boundary.
+
+    A row holds ``(o_t, a_t, next: (o_{t+1}, r_t, terminated_t))``, so H rows are the H + 1
+    observations of algorithm.md. An episode's terminal transition is its last row: a slice of
+    H + 1 rows would only ever hold it in the row the losses drop, and the termination head
+    would never see a fall.
+    """
+    slice_len = cfg.algo.horizon
     return TensorDictReplayBuffer(
         storage=LazyTensorStorage(cfg.replay_buffer.size, ndim=2, device=device),
         sampler=SliceSampler(

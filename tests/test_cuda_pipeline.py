@@ -108,10 +108,8 @@ def test_training_step_and_diagnostics_on_cuda(wm_spec, actor_spec):
     )
     buffer = TensorDictReplayBuffer(
         storage=LazyTensorStorage(1000, ndim=2, device=DEVICE),
-        sampler=SliceSampler(
-            slice_len=H + 1, traj_key=("collector", "traj_ids"), strict_length=True
-        ),
-        batch_size=8 * (H + 1),
+        sampler=SliceSampler(slice_len=H, traj_key=("collector", "traj_ids"), strict_length=True),
+        batch_size=8 * H,
         transform=norm,
     )
     data = collector_batch(torch.Generator().manual_seed(1))
@@ -119,7 +117,7 @@ def test_training_step_and_diagnostics_on_cuda(wm_spec, actor_spec):
     norm.update(data.get(("next", "reward")))
 
     before = {name: p.detach().clone() for name, p in wm.named_parameters()}
-    slices = buffer.sample().reshape(-1, H + 1)
+    slices = buffer.sample().reshape(-1, H)
     assert slices.device.type == "cuda" and slices.get(NORM_KEY).is_cuda
     wm_metrics = updater.world_model_step(slices)
     start = slices[:, 0].select("observation")

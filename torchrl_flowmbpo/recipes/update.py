@@ -75,7 +75,7 @@ class PWMUpdater:
         return float(grad_norm)
 
     def world_model_step(self, batch: TensorDictBase) -> dict[str, float]:
-        """One world-model step on ``[B, H+1]`` slices."""
+        """One world-model step on ``[B, H]`` replay slices."""
         losses = self.wm_loss(batch)
         total = _loss_sum(losses)
         metrics = {key: float(value.detach()) for key, value in losses.items()}
