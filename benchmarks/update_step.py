@@ -2,18 +2,21 @@
 
 One iteration is what ``examples/pwm_flow.py`` runs per training iteration (algorithm.md §11):
 one actor step on ``actor_batch`` imagined starts, ``critic_iterations x critic_minibatches``
-critic steps on its rollout, then ``wm_steps`` world-model steps on ``wm_batch`` slices of
-``H + 1`` steps. Data are synthetic (Ant dims: obs 37, act 8), generated before timing.
+critic steps on its rollout, then ``wm_steps`` world-model steps on ``wm_batch`` replay slices
+of ``H`` transitions (rows, as the pipeline samples them). Data are synthetic (Ant dims: obs 37,
+act 8), generated before timing.
 
 Two implementations run side by side in one process per configuration:
 
 * ``ours``: :class:`~torchrl_flowmbpo.recipes.PWMUpdater` with ``WorldModelLoss``,
   ``PWMActorLoss`` (imagination through ``ImaginedLatentEnv.rollout``) and ``PWMValueLoss``
   (TorchRL's ``td_lambda_return_estimate``), on TensorDict batches;
-* ``plain``: the same losses written by hand on plain tensors (:func:`plain_world_model_loss`,
-  :func:`plain_actor_loss`, :func:`plain_td_lambda`, :func:`plain_critic_loss`), calling the
-  same plain ``nn.Module`` s directly: ``world_model.encode/next/reward/termination_logit``
-  (``velocity`` for flow matching), the actor's ``policy_net`` and the critic's ``net``.
+* ``plain``: :class:`plain_pwm.PlainIteration` (``benchmarks/plain_pwm.py``), the same losses
+  written by hand on plain tensors (:func:`plain_pwm.plain_world_model_loss`,
+  :func:`plain_pwm.plain_actor_loss`, :func:`plain_pwm.plain_td_lambda`,
+  :func:`plain_pwm.plain_critic_loss`), calling the same plain ``nn.Module`` s directly:
+  ``world_model.encode/next/reward/termination_logit`` (``velocity`` for flow matching), the
+  actor's ``policy_net`` and the critic's ``net``.
 
 Both start from identical copies of the same networks and optimiser settings, so only the wrapper
 overhead differs. The ``-ckpt`` configurations build the flow world model with
@@ -38,7 +41,6 @@ import copy
 import ctypes
 import gc
 import json
-import math
 import resource
 import statistics
 import subprocess
@@ -47,25 +49,28 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+from plain_pwm import (
+    GAMMA,
+    GRAD_CLIPS,
+    LMBDA,
+    SCHEDULE,
+    WM_RHO,
+    PlainIteration,
+    plain_wm_tensors,
+)
 from tensordict import TensorDict
-from torch import nn
 
-from torchrl_flowmbpo.modules.models.flow_world_model import FlowWorldModel
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import build_actor, build_critic, build_world_model
 from torchrl_flowmbpo.recipes.update import PWMUpdater
 
 OBS_DIM, ACTION_DIM = 37, 8  # Ant
-GAMMA, LMBDA, WM_RHO = 0.99, 0.95, 0.99
-GRAD_CLIPS = {"world_model": 20.0, "actor": 1.0, "critic": 100.0}
 
 SIZES = {
     # the reference "5M" setting (Ant: num_envs 128 actor starts)
     "5M": {"preset": "5M", "horizon": 16, "wm_batch": 256, "actor_batch": 128},
     "small": {"preset": "small", "horizon": 8, "wm_batch": 32, "actor_batch": 32},
 }
-SCHEDULE = {"wm_steps": 8, "critic_iterations": 8, "critic_minibatches": 4}
 
 
 def _config_specs() -> dict[str, tuple[dict, dict]]:
@@ -82,194 +87,6 @@ def _config_specs() -> dict[str, tuple[dict, dict]]:
 
 
 CONFIGS = _config_specs()
-
-
-# --------------------------------------------------------------------------- plain PyTorch loop
-
-
-def plain_world_model_loss(
-    wm: nn.Module,
-    obs: torch.Tensor,
-    action: torch.Tensor,
-    reward: torch.Tensor,
-    terminated: torch.Tensor,
-    *,
-    horizon: int,
-    rho: float = WM_RHO,
-    term_pos_weight: float = 1.0,
-) -> torch.Tensor:
-    """PWM's world-model loss by hand (algorithm.md §3, §5, §6), flow_source ``rollout``.
-
-    ``obs`` is ``[B, >= H+1, obs]`` (o_0..o_H), ``action``/``reward``/``terminated`` are
-    ``[B, >= H, .]``. Scalar reward head; termination head if the model has one. Returns
-    ``(L_dyn + L_rew + L_term) / H`` (all coefficients 1).
-    """
-    if wm.reward_head_type != "scalar":
-        raise ValueError("the plain loop implements the scalar reward head only")
-    with torch.no_grad():
-        targets = wm.encode(obs[:, 1 : horizon + 1])
-    flow = isinstance(wm, FlowWorldModel)
-    pos_weight = torch.tensor([term_pos_weight], device=obs.device)
-    z = wm.encode(obs[:, 0])
-    dyn, rew, term = [], [], []
-    for t in range(horizon):
-        a, target = action[:, t], targets[:, t]
-        rew.append((wm.reward(z, a) - reward[:, t]).pow(2).squeeze(-1))
-        if wm.has_termination:
-            logit = wm.termination_logit(z, a)
-            term.append(
-                F.binary_cross_entropy_with_logits(
-                    logit, terminated[:, t].to(logit.dtype), pos_weight=pos_weight, reduction="none"
-                ).squeeze(-1)
-            )
-        z_next = wm.next(z, a)
-        if flow:  # conditional flow matching from the rolled-out latent to sg(E(o_{t+1}))
-            tau = torch.rand(*z.shape[:-1], 1, device=z.device, dtype=z.dtype)
-            v = wm.velocity((1 - tau) * z + tau * target, a, tau)
-            dyn.append((v - (target - z)).pow(2).mean(-1))
-        else:
-            dyn.append((z_next - target).pow(2).mean(-1))
-        z = z_next
-    weights = rho ** torch.arange(horizon, dtype=torch.float32, device=obs.device)
-    loss = (weights * torch.stack(dyn, 1).mean(0)).sum() + (weights * torch.stack(rew, 1)).mean()
-    if term:
-        loss = loss + (weights * torch.stack(term, 1)).mean()
-    return loss / horizon
-
-
-def plain_sample_action(policy_net: nn.Module, latent: torch.Tensor) -> torch.Tensor:
-    """``tanh(μ + σ ε)`` (GaussianPolicyNet) or ``tanh(Φ_ψ(σ ε; z))`` (FlowPolicyNet)."""
-    if hasattr(policy_net, "transport"):
-        cond, scale = policy_net(latent)
-        return policy_net.transport(cond, scale * torch.randn_like(scale))
-    loc, scale = policy_net(latent)
-    return torch.tanh(loc + scale * torch.randn_like(loc))
-
-
-class PlainRetRMS:
-    """Running variance of the per-start actor loss (Chan's parallel update), PWM's ret_rms."""
-
-    def __init__(self) -> None:
-        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
-
-    def update(self, x: torch.Tensor) -> None:
-        var, mean = torch.var_mean(x.detach().double(), correction=0)
-        var, mean, n = float(var), float(mean), x.numel()
-        total = self.count + n
-        delta = mean - self.mean
-        m2 = self.var * self.count + var * n + delta**2 * self.count * n / total
-        self.mean += delta * n / total
-        self.var, self.count = m2 / total, total
-
-
-def plain_actor_loss(
-    wm: nn.Module,
-    policy_net: nn.Module,
-    critic_net: nn.Module,
-    obs: torch.Tensor,
-    *,
-    horizon: int,
-    gamma: float = GAMMA,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-start ``−J`` of an H-step imagined rollout (algorithm.md §9) and the detached rollout.
-
-    World model and critic must be held out by the caller (``requires_grad_(False)``).
-    """
-    z = wm.encode(obs)
-    latents, next_latents, rewards, logits = [], [], [], []
-    for _ in range(horizon):
-        a = plain_sample_action(policy_net, z)
-        rewards.append(wm.reward(z, a))
-        logits.append(wm.termination_logit(z, a))
-        latents.append(z)
-        z = wm.next(z, a)
-        next_latents.append(z)
-    bootstrap = critic_net(z)[1]
-    reward = torch.stack(rewards)  # [H, B, 1]
-    cont = 1.0 - torch.sigmoid(torch.stack(logits))
-    survival_all = torch.cat([torch.ones_like(cont[:1]), cont]).cumprod(0)
-    discount = gamma ** torch.arange(horizon, dtype=reward.dtype, device=reward.device)
-    ret = (discount.view(-1, 1, 1) * survival_all[:-1] * reward).sum(0)
-    ret = ret + gamma**horizon * survival_all[-1] * bootstrap
-    traj = {
-        "latent": torch.stack(latents).detach(),
-        "next_latent": torch.stack(next_latents).detach(),
-        "reward": reward.detach(),
-        "continue": cont.detach(),
-        "survival": survival_all[:-1].detach(),
-    }
-    return -ret.squeeze(-1), traj
-
-
-@torch.no_grad()
-def plain_td_lambda(
-    reward: torch.Tensor, cont: torch.Tensor, next_value: torch.Tensor, gamma: float, lmbda: float
-) -> torch.Tensor:
-    """``G_t = r_t + γ c_t [(1−λ) V_{t+1} + λ G_{t+1}]``, ``G_{H−1} = r + γ c V_H``; time dim 0."""
-    g = reward[-1] + gamma * cont[-1] * next_value[-1]
-    out = [g]
-    for t in range(reward.shape[0] - 2, -1, -1):
-        g = reward[t] + gamma * cont[t] * ((1 - lmbda) * next_value[t] + lmbda * g)
-        out.append(g)
-    return torch.stack(out[::-1])
-
-
-def plain_critic_loss(
-    critic_net: nn.Module, latent: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    """``mean_{k, samples} Γ (V_k(z) − G)²``."""
-    members = critic_net(latent)[0]  # [N, M, 1]
-    return ((members - target.unsqueeze(-2)).pow(2) * weight.unsqueeze(-2)).mean()
-
-
-def _plain_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    grad_norm = nn.utils.clip_grad_norm_(params, clip)
-    if torch.isfinite(grad_norm):
-        optimizer.step()
-    else:
-        optimizer.zero_grad(set_to_none=True)
-
-
-class PlainIteration:
-    """One PWM iteration on plain tensors and the plain nn.Modules."""
-
-    def __init__(self, wm, actor, critic, optimizers, data, size) -> None:
-        self.wm, self.policy_net, self.critic_net = wm, actor.policy_net, critic.net
-        self.optimizers, self.data, self.size = optimizers, data, size
-        self.ret_rms = PlainRetRMS()
-        self.held_out = [p for m in (wm, critic) for p in m.parameters()]
-
-    def __call__(self) -> None:
-        horizon = self.size["horizon"]
-        flags = [p.requires_grad for p in self.held_out]
-        for p in self.held_out:
-            p.requires_grad_(False)
-        try:
-            per_start, traj = plain_actor_loss(
-                self.wm, self.policy_net, self.critic_net, self.data["start"], horizon=horizon
-            )
-        finally:
-            for p, flag in zip(self.held_out, flags, strict=True):
-                p.requires_grad_(flag)
-        self.ret_rms.update(per_start)
-        loss = per_start.mean() / math.sqrt(self.ret_rms.var + 1e-5)
-        _plain_step(self.optimizers["actor"], loss, GRAD_CLIPS["actor"])
-        with torch.no_grad():
-            next_value = self.critic_net(traj["next_latent"])[1]
-        target = plain_td_lambda(traj["reward"], traj["continue"], next_value, GAMMA, LMBDA)
-        latent = traj["latent"].reshape(-1, traj["latent"].shape[-1])
-        target, weight = target.reshape(-1, 1), traj["survival"].reshape(-1, 1)
-        minibatch = latent.shape[0] // SCHEDULE["critic_minibatches"]
-        for _ in range(SCHEDULE["critic_iterations"]):
-            for idx in torch.randperm(latent.shape[0], device=latent.device).split(minibatch):
-                loss = plain_critic_loss(self.critic_net, latent[idx], target[idx], weight[idx])
-                _plain_step(self.optimizers["critic"], loss, GRAD_CLIPS["critic"])
-        for obs, action, reward, terminated in self.data["wm_plain"]:
-            loss = plain_world_model_loss(self.wm, obs, action, reward, terminated, horizon=horizon)
-            _plain_step(self.optimizers["world_model"], loss, GRAD_CLIPS["world_model"])
 
 
 # --------------------------------------------------------------------------------- TorchRL path
@@ -331,8 +148,8 @@ def make_optimizers(wm, actor, critic) -> dict[str, torch.optim.Optimizer]:
 
 
 def make_wm_batch(size: dict, device: str, generator: torch.Generator) -> TensorDict:
-    """A ``[wm_batch, H+1]`` replay-style batch of random slices."""
-    b, t = size["wm_batch"], size["horizon"] + 1
+    """A ``[wm_batch, H]`` replay-style batch of random slices of H transitions."""
+    b, t = size["wm_batch"], size["horizon"]
     seq = torch.randn(b, t + 1, OBS_DIM, generator=generator)
     batch = TensorDict(
         {
@@ -345,17 +162,6 @@ def make_wm_batch(size: dict, device: str, generator: torch.Generator) -> Tensor
         batch_size=[b, t],
     )
     return batch.to(device)
-
-
-def plain_wm_tensors(batch: TensorDict) -> tuple[torch.Tensor, ...]:
-    """``(o_0..o_H, a, r, terminated)`` plain tensors of a batch."""
-    obs = torch.cat([batch["observation"][:, :1], batch["next", "observation"]], 1)
-    return (
-        obs.contiguous(),
-        batch["action"].contiguous(),
-        batch["next", "reward"].contiguous(),
-        batch["next", "terminated"].contiguous(),
-    )
 
 
 def make_data(size: dict, device: str, seed: int = 1) -> dict:

@@ -30,6 +30,12 @@ def load_script() -> Callable[[Path, str], ModuleType]:
     """
 
     def load(path: Path, name: str) -> ModuleType:
+        # Scripts import their siblings (``from plain_pwm import ...``): run as
+        # ``python benchmarks/<name>.py`` they find them through their folder, which Python
+        # puts first on sys.path; do the same here.
+        folder = str(Path(path).resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

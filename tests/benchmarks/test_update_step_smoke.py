@@ -1,4 +1,4 @@
-"""The plain-PyTorch loop of benchmarks/update_step.py computes the same losses as ours."""
+"""The plain-PyTorch loop of benchmarks/plain_pwm.py computes the same losses as ours."""
 
 from __future__ import annotations
 
@@ -12,17 +12,24 @@ from torchrl_flowmbpo.modules import VCritic
 from torchrl_flowmbpo.modules.models import FlowWorldModel, PWMWorldModel
 from torchrl_flowmbpo.objectives import PWMValueLoss, WorldModelLoss
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "update_step.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench(load_script):
-    return load_script(SCRIPT, "update_step_bench")
+    return load_script(BENCHMARKS / "update_step.py", "update_step_bench")
+
+
+@pytest.fixture(scope="module")
+def plain(load_script):
+    return load_script(BENCHMARKS / "plain_pwm.py", "plain_pwm_bench")
 
 
 def _batch(bench, horizon: int):
     size = {"wm_batch": 16, "horizon": horizon}
-    return bench.make_wm_batch(size, "cpu", torch.Generator().manual_seed(0))
+    batch = bench.make_wm_batch(size, "cpu", torch.Generator().manual_seed(0))
+    assert batch.batch_size == torch.Size([16, horizon])  # H rows, as the pipeline samples
+    return batch
 
 
 @pytest.mark.parametrize(
@@ -30,7 +37,7 @@ def _batch(bench, horizon: int):
     [(PWMWorldModel, {}), (FlowWorldModel, {}), (FlowWorldModel, {"grad_checkpoint": True})],
     ids=["mlp", "flow", "flow-ckpt"],
 )
-def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls, kwargs):
+def test_plain_world_model_loss_matches_world_model_loss(bench, plain, model_cls, kwargs):
     horizon = 5
     torch.manual_seed(0)
     wm = model_cls(
@@ -44,18 +51,18 @@ def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls, kwarg
         **kwargs,
     )
     batch = _batch(bench, horizon)
-    # make the termination term non-trivial
+    # make the termination term non-trivial (the last row, t = H - 1, included)
     batch["next", "terminated"][:, ::2] = True
-    loss = WorldModelLoss(wm, horizon=horizon, wm_rho=bench.WM_RHO, flow_source="rollout")
+    loss = WorldModelLoss(wm, horizon=horizon, wm_rho=plain.WM_RHO, flow_source="rollout")
     torch.manual_seed(1)  # same flow times for the flow model (same draw order)
     ours = loss(batch)
     ours_total = ours["loss_dynamics"] + ours["loss_reward"] + ours["loss_termination"]
     torch.manual_seed(1)
-    plain = bench.plain_world_model_loss(wm, *bench.plain_wm_tensors(batch), horizon=horizon)
-    torch.testing.assert_close(plain, ours_total, rtol=1e-5, atol=1e-5)
+    plain_total = plain.plain_world_model_loss(wm, *plain.plain_wm_tensors(batch), horizon=horizon)
+    torch.testing.assert_close(plain_total, ours_total, rtol=1e-5, atol=1e-5)
     # and the gradients agree
     grads_ours = torch.autograd.grad(ours_total, list(wm.parameters()), allow_unused=True)
-    grads_plain = torch.autograd.grad(plain, list(wm.parameters()), allow_unused=True)
+    grads_plain = torch.autograd.grad(plain_total, list(wm.parameters()), allow_unused=True)
     for g_ours, g_plain in zip(grads_ours, grads_plain, strict=True):
         if g_ours is None:
             assert g_plain is None
@@ -63,7 +70,7 @@ def test_plain_world_model_loss_matches_world_model_loss(bench, model_cls, kwarg
             torch.testing.assert_close(g_plain, g_ours, rtol=1e-4, atol=1e-6)
 
 
-def test_plain_td_lambda_matches_value_loss(bench):
+def test_plain_td_lambda_matches_value_loss(plain):
     torch.manual_seed(0)
     critic = VCritic(16, hidden=(32,))
     h, b = 6, 4
@@ -80,14 +87,14 @@ def test_plain_td_lambda_matches_value_loss(bench):
     ours = PWMValueLoss(critic, gamma=0.99, lmbda=0.95).compute_value_targets(traj.clone())
     with torch.no_grad():
         next_value = critic.net(traj["next", "latent"])[1]
-    plain = bench.plain_td_lambda(
+    targets = plain.plain_td_lambda(
         traj["next", "reward"].transpose(0, 1),
         traj["next", "continue"].transpose(0, 1),
         next_value.transpose(0, 1),
         0.99,
         0.95,
     ).transpose(0, 1)
-    torch.testing.assert_close(plain, ours["value_target"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(targets, ours["value_target"], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("k", [2, 4])
