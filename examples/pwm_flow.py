@@ -52,6 +52,7 @@ from utils import (
     make_replay_buffer,
     make_reward_normalization,
     make_task_env,
+    make_termination_balance,
     model_specs,
 )
 
@@ -83,6 +84,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"Invalid configuration: {err}")
     reward_norm = reward_norm.to(cfg.device)
     replay_buffer = make_replay_buffer(cfg, reward_norm, cfg.device)
+    termination_balance = make_termination_balance(cfg, cfg.device)
     iterations = count_iterations(cfg)
     optimizers, schedulers = make_optimizers(cfg, world_model, actor, critic, iterations)
     algo = cfg.algo
@@ -108,6 +110,8 @@ def main(cfg: DictConfig) -> None:
         "actor_loss": actor_loss,
         "reward_norm": reward_norm,
     }
+    if termination_balance is not None:
+        modules["termination_balance"] = termination_balance
     counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False, "elapsed_s": 0.0}
     history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
 
@@ -179,6 +183,13 @@ def main(cfg: DictConfig) -> None:
         start = replay_buffer.sample().reshape(-1, horizon)[:actor_batch, 0]
         return start.select("observation")
 
+    def world_model_step() -> dict[str, float]:
+        batch = replay_buffer.sample().reshape(-1, horizon)
+        if termination_balance is not None:
+            termination_balance.observe_batch(batch.get(("next", "terminated")))
+            wm_loss.term_pos_weight.fill_(termination_balance.weight())
+        return updater.world_model_step(batch)
+
     fresh = counters["frames"] == 0
     buffer_frames = 0
     collector = make_collector(
@@ -226,6 +237,8 @@ def main(cfg: DictConfig) -> None:
         # every loss; storing them would take ~1 KB per transition (92 % of the buffer).
         replay_buffer.extend(data.exclude(*POLICY_OUTPUTS))
         reward_norm.update(data.get(("next", "reward")))
+        if termination_balance is not None:
+            termination_balance.observe_data(data.get(("next", "terminated")))
         metrics = episode_metrics(data)
         if metrics:
             history["train/return"].append([counters["frames"], metrics["train/return"]])
@@ -234,7 +247,7 @@ def main(cfg: DictConfig) -> None:
             continue
         if not counters["wm_warmed_up"]:
             for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
-                updater.world_model_step(replay_buffer.sample().reshape(-1, horizon))
+                world_model_step()
             # The first actor steps follow the critic's gradient at z_H: fit it to the initial
             # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
@@ -243,7 +256,7 @@ def main(cfg: DictConfig) -> None:
         for _ in range(algo.actor_updates_per_iter):
             metrics.update(updater.actor_critic_step(sample_start_states()))
         for _ in range(algo.wm_updates_per_iter):
-            wm_metrics = updater.world_model_step(replay_buffer.sample().reshape(-1, horizon))
+            wm_metrics = world_model_step()
         for scheduler in schedulers.values():
             scheduler.step()
         counters["iteration"] += 1
@@ -257,6 +270,7 @@ def main(cfg: DictConfig) -> None:
         metrics["loss/value"] = metrics["critic/loss_value"]
         metrics["time/fps"] = (counters["frames"] - start_frames) / elapsed
         metrics["train/reward_scale"] = float(reward_norm.scale)
+        metrics["world_model/term_pos_weight"] = float(wm_loss.term_pos_weight)
         metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
         if diagnose:
             gap = exploitation_gap(

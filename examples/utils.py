@@ -16,7 +16,12 @@ from torchrl.record.loggers import get_logger
 from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.modules import encoder_operator
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import build_actor, build_critic, build_world_model
+from torchrl_flowmbpo.recipes import (
+    TerminationBalance,
+    build_actor,
+    build_critic,
+    build_world_model,
+)
 from torchrl_flowmbpo.transforms import RewardNormalization
 
 REWARD_NORM_KEY = ("next", "reward_norm")
@@ -68,7 +73,8 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         dynamics_coef=algo.dynamics_coef,
         reward_coef=algo.reward_coef,
         termination_coef=algo.termination_coef,
-        term_pos_weight=algo.term_pos_weight,
+        # "balanced": TerminationBalance sets the weight before every world-model step.
+        term_pos_weight=1.0 if algo.term_pos_weight == "balanced" else algo.term_pos_weight,
         flow_source=algo.flow_source,
     )
     wm_loss.set_keys(reward=REWARD_NORM_KEY)
@@ -193,6 +199,11 @@ def check_schedule(cfg: DictConfig) -> None:
             f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "
             "has no density): set algo.entropy_coef=0, as the flow_policy and full_flow bundles do"
         )
+    weight = algo.term_pos_weight
+    if weight != "balanced" and (
+        not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0
+    ):
+        problems.append(f"algo.term_pos_weight={weight!r} must be a positive number or 'balanced'")
     tolerance = cfg.diagnostics.critic_tail_tolerance
     if not 0 <= tolerance < 1:
         problems.append(
@@ -200,6 +211,13 @@ def check_schedule(cfg: DictConfig) -> None:
         )
     if problems:
         raise ValueError("; ".join(problems) + ".")
+
+
+def make_termination_balance(cfg: DictConfig, device: str) -> TerminationBalance | None:
+    """The running termination-weight estimate when ``algo.term_pos_weight`` is "balanced"."""
+    if cfg.algo.term_pos_weight != "balanced":
+        return None
+    return TerminationBalance().to(device)
 
 
 def count_iterations(cfg: DictConfig) -> int:

@@ -89,9 +89,15 @@ def test_bundle_checkpoint_records_the_variant(checkpoint, bundle):
         "value_loss",
         "actor_loss",
         "reward_norm",
+        "termination_balance",
     }
     iterations = 7 if bundle == "flow_wm" else 4
     counters = dict(state["counters"])
+    balance = state["modules"]["termination_balance"]
+    # Every collected transition counted, and the 8-slice x 16-step batches of every WM step
+    # (2 warm-up steps, then 8 per iteration).
+    assert balance["data_count"].item() == counters["frames"]
+    assert balance["batch_count"].item() == (2 + 8 * iterations) * 8 * 16
     assert counters.pop("elapsed_s") > 0
     assert counters == {
         "iteration": iterations,

@@ -50,6 +50,10 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
         ("algo.actor_batch=300", "algo.actor_batch=300 must be <= algo.wm_batch_slices=8"),
         ("actor=flow", "algo.entropy_coef=0.1 needs actor=gaussian (actor=flow has no density)"),
         (
+            "algo.term_pos_weight=-1",
+            "algo.term_pos_weight=-1 must be a positive number or 'balanced'",
+        ),
+        (
             "diagnostics.critic_tail_tolerance=1.0",
             "diagnostics.critic_tail_tolerance=1.0 must be in [0, 1)",
         ),

@@ -14,6 +14,7 @@ from torchrl_flowmbpo.recipes.checkpoint import (
     save_checkpoint,
 )
 from torchrl_flowmbpo.recipes.evaluation import evaluate_policy
+from torchrl_flowmbpo.recipes.termination_balance import TerminationBalance
 from torchrl_flowmbpo.recipes.update import PWMUpdater
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "WORLD_MODEL_TYPES",
     "CheckpointError",
     "PWMUpdater",
+    "TerminationBalance",
     "build_actor",
     "build_critic",
     "build_world_model",
