@@ -11,7 +11,9 @@ or the FlowActor's ODE from a_0 = 0); returns are sums of the raw real env rewar
 
 The summary goes to stdout; the row goes to ``--csv`` (default: ``<run dir>/evaluation.csv``),
 with a header when the file is new. A missing or unreadable checkpoint exits with status 2 and a
-one-line message naming the path.
+one-line message naming the path. The locomotion tasks also get ``forward_velocity``, the mean
+forward torso velocity v_x (m/s) over every step of the evaluated episodes; it is empty for the
+cartpole.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from torchrl_flowmbpo.recipes import (
     build_actor,
     build_world_model,
     evaluate_policy,
+    find_forward_velocity_index,
     find_latest_checkpoint,
     load_checkpoint,
 )
@@ -51,6 +54,7 @@ COLUMNS = (
     "length_mean",
     "length_std",
     "return_per_step",
+    "forward_velocity",
     "time_limit_fraction",
     "stands_still",
     "falls",
@@ -144,6 +148,8 @@ def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -
         "length_mean": stats["length_mean"],
         "length_std": stats["length_std"],
         "return_per_step": stats["return_per_step"],
+        # Locomotion tasks only (m/s); empty for a task without one (the cartpole).
+        "forward_velocity": stats.get("forward_velocity", ""),
         "time_limit_fraction": stats["time_limit_fraction"],
         "stands_still": int(stats["stands_still"]),
         "falls": int(stats["falls"]),
@@ -198,7 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         fail(f"Checkpoint {path} cannot be rebuilt: {type(err).__name__}: {err}")
     stats = evaluate_policy(
-        env, policy, episodes=args.episodes, max_steps_per_episode=env.base_env.episode_length
+        env,
+        policy,
+        episodes=args.episodes,
+        max_steps_per_episode=env.base_env.episode_length,
+        forward_velocity_index=find_forward_velocity_index(env),
     )
     row = make_row(state, stats, path)
     csv_path = args.csv if args.csv is not None else run_dir / "evaluation.csv"
@@ -210,12 +220,14 @@ def main(argv: list[str] | None = None) -> None:
     wm = row["world_model_type"]
     if row["integrator"]:
         wm += f" ({row['integrator']}, K={row['substeps']})"
+    velocity = row["forward_velocity"]
+    velocity_text = f"forward velocity {velocity:.2f} m/s, " if velocity != "" else ""
     print(
         f"Evaluation of {row['variant']} on {row['task']} (seed {row['seed']}, iteration "
         f"{row['iteration']}, {row['frames']} frames; actor {row['actor_type']}, WM {wm}; "
         f"eval seed {seed}): {row['episodes']} episodes, return {row['return_mean']:.1f} ± "
         f"{row['return_std']:.1f}, length {row['length_mean']:.0f} ± {row['length_std']:.0f}, "
-        f"return/step {row['return_per_step']:.2f}, time limit "
+        f"return/step {row['return_per_step']:.2f}, {velocity_text}time limit "
         f"{row['time_limit_fraction']:.0%}" + (f" [{', '.join(flags)}]" if flags else "")
     )
     print(f"Row appended to {csv_path}")

@@ -39,7 +39,7 @@ from torchrl_flowmbpo.recipes import PWMUpdater, find_latest_checkpoint, save_ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
 from reporting import plot_learning_curve
-from run_support import Evaluator, episode_metrics, print_summary, restore, run_state
+from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
 from utils import (
     check_schedule,
     count_iterations,
@@ -288,8 +288,7 @@ def main(cfg: DictConfig) -> None:
         if cfg.eval.interval and iteration % cfg.eval.interval == 0:
             eval_stats = evaluate()
             metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
-            metrics["eval/return"] = eval_stats["return_mean"]
-            metrics["eval/episode_length"] = eval_stats["length_mean"]
+            metrics.update(eval_metrics(eval_stats))
             history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
             if cfg.diagnostics.critic_tail_tolerance > 0:
                 metrics.update(critic_diagnostics())
@@ -314,9 +313,8 @@ def main(cfg: DictConfig) -> None:
         eval_stats = evaluate()
         history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
         if logger is not None:
-            logger.log_scalar("eval/return", eval_stats["return_mean"], step=counters["frames"])
-            length = eval_stats["length_mean"]
-            logger.log_scalar("eval/episode_length", length, step=counters["frames"])
+            for name, value in eval_metrics(eval_stats).items():
+                logger.log_scalar(name, value, step=counters["frames"])
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)

@@ -11,9 +11,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tensordict import TensorDictBase
 
-from torchrl_flowmbpo.recipes import evaluate_policy, load_checkpoint
+from torchrl_flowmbpo.recipes import evaluate_policy, find_forward_velocity_index, load_checkpoint
 
-__all__ = ["Evaluator", "episode_metrics", "print_summary", "restore", "run_state"]
+__all__ = ["Evaluator", "episode_metrics", "eval_metrics", "print_summary", "restore", "run_state"]
 
 
 def episode_metrics(data: TensorDictBase) -> dict[str, float]:
@@ -80,7 +80,8 @@ class Evaluator:
     """Deterministic evaluation on a separate env seeded ``seed + 1000``, built on first use.
 
     The env is reseeded before every evaluation, so every evaluation (and ``evaluate.py``) starts
-    from the same states.
+    from the same states. Tasks with a ``forward_velocity_index`` (the locomotion tasks) also get
+    the mean forward velocity, ``forward_velocity``.
 
     Args:
         make_env: ``make_env(num_envs, seed) -> env`` building the task with its trackers.
@@ -108,16 +109,31 @@ class Evaluator:
             self.policy,
             episodes=self.episodes,
             max_steps_per_episode=self.env.base_env.episode_length,
+            forward_velocity_index=find_forward_velocity_index(self.env),
         )
+
+
+def eval_metrics(eval_stats: dict[str, float]) -> dict[str, float]:
+    """The headline ``eval/*`` metrics of an evaluation: return, episode length and, for a task
+    with one (the locomotion tasks), the mean forward velocity."""
+    metrics = {
+        "eval/return": eval_stats["return_mean"],
+        "eval/episode_length": eval_stats["length_mean"],
+    }
+    if "forward_velocity" in eval_stats:
+        metrics["eval/forward_velocity"] = eval_stats["forward_velocity"]
+    return metrics
 
 
 def print_summary(eval_stats: dict[str, float], checkpoint: Path, curve: Path) -> None:
     """The closing lines: evaluation result, checkpoint and learning-curve paths."""
+    velocity = eval_stats.get("forward_velocity")
     print(
         f"Evaluation ({int(eval_stats['episodes'])} episodes, deterministic): "
         f"return {eval_stats['return_mean']:.1f} ± {eval_stats['return_std']:.1f}, "
         f"length {eval_stats['length_mean']:.0f}, "
         f"return/step {eval_stats['return_per_step']:.2f}"
+        + ("" if velocity is None else f", forward velocity {velocity:.2f} m/s")
     )
     print(f"Checkpoint: {checkpoint}")
     print(f"Learning curve: {curve}")

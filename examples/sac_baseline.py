@@ -27,7 +27,7 @@ from torchrl_flowmbpo.recipes import find_latest_checkpoint, save_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
 from reporting import plot_learning_curve
-from run_support import Evaluator, episode_metrics, print_summary, restore, run_state
+from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
 from sac_utils import (
     TRANSITION_KEYS,
     make_actor,
@@ -161,8 +161,7 @@ def main(cfg: DictConfig) -> None:
         metrics["time/elapsed_s"] = counters["elapsed_s"]
         if cfg.eval.interval and counters["iteration"] % cfg.eval.interval == 0:
             eval_stats = evaluate()
-            metrics["eval/return"] = eval_stats["return_mean"]
-            metrics["eval/episode_length"] = eval_stats["length_mean"]
+            metrics.update(eval_metrics(eval_stats))
             history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
         log(metrics)
         progress.update(frames)
@@ -181,12 +180,7 @@ def main(cfg: DictConfig) -> None:
     # A finished run re-run in its directory re-evaluates without logging the same step twice.
     if last_eval != counters["frames"]:
         history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
-        log(
-            {
-                "eval/return": eval_stats["return_mean"],
-                "eval/episode_length": eval_stats["length_mean"],
-            }
-        )
+        log(eval_metrics(eval_stats))
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from torchrl_flowmbpo.envs.locomotion import LocomotionEnv
+from torchrl_flowmbpo.envs.locomotion import CartPoleEnv, LocomotionEnv
 
 DIMS = {"AntEnv": (37, 8), "AnymalEnv": (49, 12), "HumanoidEnv": (76, 21)}
 
@@ -50,6 +50,24 @@ def test_observation_matches_simulator_state(task_env: LocomotionEnv) -> None:
     torch.testing.assert_close(obs[:, 11 + 2 * j], up_z)
     torch.testing.assert_close(obs[:, 12 + 2 * j], heading)
     assert (obs[:, 13 + 2 * j :] == 1.0).all()
+
+
+def test_forward_velocity_index_reads_the_torso_forward_velocity(task_env: LocomotionEnv) -> None:
+    # base.py's layout, shared by every task: [5:8] torso linear velocity (world frame), [5] = v_x.
+    assert task_env.forward_velocity_index == 5
+    gen = torch.Generator().manual_seed(1)
+    td = task_env.reset()
+    for _ in range(4):
+        td["action"] = 2 * torch.rand(task_env.action_spec.shape, generator=gen) - 1
+        obs = task_env.step(td)["next", "observation"]
+        v_x = task_env.sim.joint_qd[:, 0]  # root COM linear velocity, world frame, x
+        torch.testing.assert_close(obs[:, task_env.forward_velocity_index], v_x)
+        td["observation"] = obs
+    assert v_x.abs().max() > 0.01
+
+
+def test_cartpole_has_no_forward_velocity() -> None:
+    assert CartPoleEnv.forward_velocity_index is None
 
 
 def test_initial_pose_is_upright(task_env: LocomotionEnv) -> None:

@@ -22,6 +22,7 @@ COLUMNS = [
     "length_mean",
     "length_std",
     "return_per_step",
+    "forward_velocity",
     "time_limit_fraction",
     "stands_still",
     "falls",
@@ -29,7 +30,7 @@ COLUMNS = [
     "iteration",
     "frames",
 ]
-FLOATS = COLUMNS[8:14]
+FLOATS = COLUMNS[8:15]  # return_mean ... time_limit_fraction; forward_velocity: ant only
 EVAL_ARGS = ("--episodes", "2", "--num-envs", "2", "--threads", "1")
 
 
@@ -102,6 +103,7 @@ def test_summary_line(evaluations):
     out = evaluations["as_file"].stdout
     (line,) = [s for s in out.splitlines() if s.startswith("Evaluation of baseline on ant")]
     assert "eval seed 1001" in line and "2 episodes" in line
+    assert ", forward velocity " in line and " m/s, time limit " in line
     assert "Row appended to" in out
 
 
@@ -120,6 +122,8 @@ def test_flow_world_model_row_reproduces_the_training_evaluation(evaluations, re
     (log_dir,) = (evaluations["flow"].run_dir / "logs").iterdir()
     _, returns = read_scalars(log_dir / "scalars" / "eval/return.csv")
     assert float(row["return_mean"]) == pytest.approx(returns[-1], rel=1e-4)
+    _, velocities = read_scalars(log_dir / "scalars" / "eval/forward_velocity.csv")
+    assert float(row["forward_velocity"]) == pytest.approx(velocities[-1], rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("case", ["missing", "corrupt", "empty"])

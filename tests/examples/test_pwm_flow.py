@@ -23,6 +23,7 @@ SCALARS = (
     "loss/actor",
     "loss/value",
     "eval/return",
+    "eval/forward_velocity",
     "time/fps",
     "time/elapsed_s",
 )
@@ -57,8 +58,9 @@ def test_bundle_run_logs_finite_metrics_with_increasing_steps(run, read_scalars,
     steps, _ = read_scalars(log_dir / "scalars" / "loss/world_model.csv")
     assert steps[-1] == (512 if bundle == "flow_wm" else 320)
     if bundle != "flow_wm":  # periodic evaluation at iteration 3, final one at iteration 4
-        steps, _ = read_scalars(log_dir / "scalars" / "eval/return.csv")
-        assert steps == [256, 320]
+        for name in ("eval/return", "eval/forward_velocity"):
+            steps, _ = read_scalars(log_dir / "scalars" / f"{name}.csv")
+            assert steps == [256, 320], name
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)

@@ -97,6 +97,7 @@ def test_smoke_run_logs_finite_metrics_every_iteration(smoke, read_scalars):
     assert steps == [64.0 * i for i in range(2, 11)]  # no update on the random first batch
     steps, _ = read_scalars(log_dir / "scalars" / "eval/return.csv")
     assert steps == [256, 512, 640]  # iterations 4 and 8, then the final evaluation
+    assert not (log_dir / "scalars" / "eval/forward_velocity.csv").exists()  # not a cartpole's
 
 
 def test_smoke_run_checkpoints_prints_and_plots(smoke):

@@ -13,7 +13,7 @@ from torchrl_flowmbpo.recipes.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from torchrl_flowmbpo.recipes.evaluation import evaluate_policy
+from torchrl_flowmbpo.recipes.evaluation import evaluate_policy, find_forward_velocity_index
 from torchrl_flowmbpo.recipes.termination_balance import TerminationBalance
 from torchrl_flowmbpo.recipes.update import PWMUpdater
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_critic",
     "build_world_model",
     "evaluate_policy",
+    "find_forward_velocity_index",
     "find_latest_checkpoint",
     "load_checkpoint",
     "save_checkpoint",

@@ -9,7 +9,32 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["evaluate_policy"]
+__all__ = ["evaluate_policy", "find_forward_velocity_index"]
+
+
+def find_forward_velocity_index(env: EnvBase) -> int | None:
+    """The ``forward_velocity_index`` of ``env`` or of the env it wraps, ``None`` if it has none.
+
+    Wrappers (e.g. a ``TransformedEnv``) are followed through their ``base_env``, so the
+    attribute of the task env (e.g. ``LocomotionEnv.forward_velocity_index``) is found however
+    the task was wrapped.
+    """
+    while env is not None:
+        index = getattr(env, "forward_velocity_index", None)
+        if index is not None:
+            return int(index)
+        inner = getattr(env, "base_env", None)
+        env = inner if inner is not env else None
+    return None
+
+
+def _check_index(env: EnvBase, index: int) -> None:
+    width = env.observation_spec["observation"].shape[-1]
+    if not 0 <= index < width:
+        raise ValueError(
+            f"forward_velocity_index must be in [0, {width - 1}] (the observation has {width} "
+            f"components), got {index}."
+        )
 
 
 @torch.no_grad()
@@ -20,6 +45,7 @@ def evaluate_policy(
     episodes: int,
     max_steps_per_episode: int = 1000,
     exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
+    forward_velocity_index: int | None = None,
 ) -> dict[str, float]:
     """Runs ``episodes`` whole episodes and returns raw-reward statistics.
 
@@ -28,21 +54,38 @@ def evaluate_policy(
     reward; the policy acts on real observations (closed loop).
 
     Args:
-        env: a batched env (``batch_size=[n]``) with ``done`` and ``truncated`` keys.
+        env: a batched env (``batch_size=[n]``) with ``"observation"``, ``done`` and
+            ``truncated`` keys.
         policy: maps an env tensordict to ``"action"`` (e.g. encoder followed by actor).
 
     Keyword Args:
         episodes: episodes to evaluate (at least this many are run).
         max_steps_per_episode: upper bound used to stop a run that never finishes.
         exploration_type: DETERMINISTIC by default (tanh(μ) / the ODE from a_0 = 0).
+        forward_velocity_index: component of ``"observation"`` holding the forward velocity
+            (e.g. ``LocomotionEnv.forward_velocity_index``, see
+            :func:`find_forward_velocity_index`); ``None`` (default) leaves it out.
 
     Returns:
         ``return_mean``, ``return_std``, ``length_mean``, ``length_std``, ``return_per_step``,
         ``time_limit_fraction``, ``episodes``, ``stands_still`` (1.0 if the length is ≈ the time
         limit and the return per step is below 2) and ``falls`` (1.0 if the mean length < 50).
+        With ``forward_velocity_index``, also ``forward_velocity``: the mean of
+        ``observation[..., forward_velocity_index]`` over every step of the counted episodes,
+        read from the pre-step observation (the one the step's reward is computed from), i.e.
+        Σ_episodes Σ_t v_t / Σ_episodes length, weighted by steps like ``return_per_step``.
+
+    Raises:
+        ValueError: if ``episodes < 1``, or if ``forward_velocity_index`` is not in
+            ``[0, observation width - 1]``.
+        RuntimeError: if no episode finished within ``ceil(episodes / n) *
+            max_steps_per_episode`` steps.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}.")
+    track_velocity = forward_velocity_index is not None
+    if track_velocity:
+        _check_index(env, forward_velocity_index)
     num_envs = env.batch_size.numel() if env.batch_size else 1
     quota = math.ceil(episodes / num_envs)
     returns: list[float] = []
@@ -50,10 +93,16 @@ def evaluate_policy(
     reached_limit: list[bool] = []
     running_return = torch.zeros(num_envs)
     running_length = torch.zeros(num_envs)
+    # Σ_t v_t of each env's current episode, and over the counted episodes.
+    running_velocity = torch.zeros(num_envs, dtype=torch.float64)
+    velocity_sum = 0.0
     finished = torch.zeros(num_envs, dtype=torch.long)
     td = env.reset()
     with set_exploration_type(exploration_type):
         for _ in range(quota * max_steps_per_episode):
+            if track_velocity:
+                velocity = td.get("observation")[..., forward_velocity_index]
+                running_velocity += velocity.reshape(num_envs).cpu()
             td = policy(td)
             td, next_td = env.step_and_maybe_reset(td)
             step = td.get("next")
@@ -66,9 +115,11 @@ def evaluate_policy(
                     returns.append(float(running_return[i]))
                     lengths.append(float(running_length[i]))
                     reached_limit.append(bool(truncated[i]))
+                    velocity_sum += float(running_velocity[i])
                     finished[i] += 1
             running_return[done] = 0.0
             running_length[done] = 0.0
+            running_velocity[done] = 0.0
             td = next_td
             if bool((finished >= quota).all()):
                 break
@@ -77,7 +128,7 @@ def evaluate_policy(
     ret, length = torch.tensor(returns), torch.tensor(lengths)
     per_step = float(ret.sum() / length.sum())
     limit = float(torch.tensor(reached_limit, dtype=torch.float32).mean())
-    return {
+    stats = {
         "return_mean": float(ret.mean()),
         "return_std": float(ret.std(unbiased=False)),
         "length_mean": float(length.mean()),
@@ -88,3 +139,6 @@ def evaluate_policy(
         "stands_still": float(limit > 0.9 and per_step < 2.0),
         "falls": float(length.mean() < 50),
     }
+    if track_velocity:
+        stats["forward_velocity"] = velocity_sum / sum(lengths)
+    return stats

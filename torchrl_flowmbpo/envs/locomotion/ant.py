@@ -68,7 +68,7 @@ class AntEnv(LocomotionEnv):
         builder.joint_q[7:] = list(self.default_joint_q)
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        progress = obs[:, 5]
+        progress = obs[:, self.forward_velocity_index]
         up = 0.1 * obs[:, 27]
         heading = obs[:, 28]
         height = obs[:, 0] - self.termination_height

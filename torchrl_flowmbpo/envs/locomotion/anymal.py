@@ -88,7 +88,7 @@ class AnymalEnv(LocomotionEnv):
             builder.joint_rest_q[7 + i] = q0
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        progress = obs[:, 5]
+        progress = obs[:, self.forward_velocity_index]
         up = 0.1 * obs[:, 35]
         heading = obs[:, 36]
         height = self.height_reward_scale * (obs[:, 0] - self.termination_height)

@@ -112,6 +112,9 @@ class CartPoleEnv(EnvBase):
     penalties: tuple[float, float, float, float] = (1.0, 0.1, 0.05, 0.1)
     obs_dim = 5
     action_dim = 1
+    #: No forward velocity (the locomotion tasks' ``forward_velocity_index``): the cart only
+    #: moves along its rail.
+    forward_velocity_index: int | None = None
 
     def __init__(
         self,

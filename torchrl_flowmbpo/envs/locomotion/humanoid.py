@@ -84,7 +84,7 @@ class HumanoidEnv(LocomotionEnv):
         builder.joint_q[7:] = list(self.default_joint_q)
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        progress = obs[:, 5]
+        progress = obs[:, self.forward_velocity_index]
         up = 0.1 * obs[:, 53]
         heading = obs[:, 54]
         tol = self.termination_tolerance
