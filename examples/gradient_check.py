@@ -12,8 +12,9 @@ draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
 against central finite differences in the simulator restarted at each state. Returns are in raw
 reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md`` (Diagnostics).
 
-The simulator must be restartable from an observation (``set_state_from_observation``): only the
-cartpole task is now. Errors exit with status 1 and a one-line message.
+The simulator must be restartable from an observation (``set_state_from_observation``): every
+built-in task is (the locomotion tasks restart at the observed state with the torso's horizontal
+position at the origin, which nothing depends on). Errors exit with status 1 and a one-line message.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     if not hasattr(TASKS.get(task), "set_state_from_observation"):
         sys.exit(
             f"gradient_check.py: error: task {task!r} cannot be restarted from an observation "
-            "(its env has no set_state_from_observation); only the cartpole task can now."
+            "(its env class has no set_state_from_observation)."
         )
     torch.manual_seed(args.seed)
     try:

@@ -116,3 +116,39 @@ def test_humanoid_gears_match_file(humanoid_env: LocomotionEnv, ant_env: Locomot
         gear = env.sim.model.mujoco.actuator_gear.numpy()[:n_act, 0]
         by_dof = dict(zip(trnid.tolist(), gear.tolist(), strict=True))
         assert [by_dof[6 + i] for i in range(n_act)] == pytest.approx(list(env.gear))
+
+
+def test_set_state_from_observation_replays_the_trajectory(task_env: LocomotionEnv) -> None:
+    """Restarting from a recorded observation and replaying the recorded actions gives back the
+    recorded observations and rewards: the observation is the whole state but x, y."""
+    n, joints = task_env.num_envs, task_env.num_joints
+    generator = torch.Generator().manual_seed(0)
+
+    def random_action() -> torch.Tensor:
+        return 2 * torch.rand(n, joints, generator=generator) - 1
+
+    td = task_env.reset()
+    for _ in range(20):
+        td = task_env.step_mdp(task_env.step(td.set("action", random_action())))
+    start = td.get("observation").clone()
+    actions = [random_action() for _ in range(5)]
+    recorded = []
+    for action in actions:
+        out = task_env.step(td.set("action", action))
+        recorded.append(out.get("next").select("observation", "reward").clone())
+        td = task_env.step_mdp(out)
+    assert (recorded[-1]["observation"][:, 0] - start[:, 0]).abs().max() > 1e-3  # it moved
+
+    td = task_env.set_state_from_observation(start)
+    assert torch.allclose(td.get("observation"), start, atol=1e-4)
+    assert not td.get("done").any()
+    for action, expected in zip(actions, recorded, strict=True):
+        out = task_env.step(td.set("action", action))
+        assert torch.allclose(out.get(("next", "observation")), expected["observation"], atol=1e-3)
+        assert torch.allclose(out.get(("next", "reward")), expected["reward"], atol=1e-3)
+        td = task_env.step_mdp(out)
+
+
+def test_set_state_from_observation_checks_the_shape(ant_env: LocomotionEnv) -> None:
+    with pytest.raises(ValueError, match=r"shape \(8, 37\), got \(8, 36\)"):
+        ant_env.set_state_from_observation(torch.zeros(8, 36))

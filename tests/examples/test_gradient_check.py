@@ -21,22 +21,27 @@ def script(load_script):
     return load_script(SCRIPT, "gradient_check")
 
 
+#: (observation dim, action dim, task kwargs) of the tasks tested here.
+TASK_SPECS = {
+    "cartpole": (5, 1, {"start_angle": 0.0, "reward_type": "bounded", "episode_length": 20}),
+    "ant": (37, 8, {"episode_length": 20}),
+}
+
+
 def make_checkpoint(path: Path, task: str = "cartpole") -> Path:
     """What pwm_flow.py saves, with tiny networks and a 20-step episode. The bounded reward
     depends on the action, so even the last action has a real gradient (a defined cosine)."""
+    obs_dim, action_dim, kwargs = TASK_SPECS.get(task, TASK_SPECS["cartpole"])
     specs = {
         "world_model": {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]},
         "actor": {"type": "gaussian", "hidden": [32]},
         "critic": {"hidden": [32]},
-        "env": {
-            "name": task,
-            "kwargs": {"start_angle": 0.0, "reward_type": "bounded", "episode_length": 20},
-        },
+        "env": {"name": task, "kwargs": kwargs},
     }
     torch.manual_seed(0)
-    world_model = build_world_model(specs["world_model"], 5, 1)
+    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
     torch.nn.init.normal_(world_model.reward_head[-1].weight)  # a fresh head is constant
-    actor = build_actor(specs["actor"], world_model.latent_dim, 1)
+    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
     norm = RewardNormalization("standardize")  # a loc as well as a scale
     norm.update(torch.tensor([-3.0, -1.0, 0.0, -2.0]))
     state = {
@@ -67,6 +72,20 @@ def test_report_on_a_tiny_checkpoint(script, tmp_path, capsys):
     assert path.is_file()
 
 
+def test_report_on_a_locomotion_task(script, tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "ant.pt", task="ant")
+    script.main([str(path), "--horizon", "2", "--states", "2", "--seed", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Gradient check of baseline on ant (seed 3, iteration 7")
+    values = lines[1].replace(";", "").replace(",", "").split()
+    # Two states, two steps of the Ant's reward (~1 per step while upright) in raw units.
+    assert 0.5 < float(values[values.index("real") + 1]) < 5.0
+    cosines = [float(cos) for _, cos in (line.split() for line in lines[4:])]
+    # The Ant's reward reads the pre-step observation only: the last action reaches no reward
+    # within the horizon, its real gradient is 0 and its cosine undefined.
+    assert math.isfinite(cosines[0]) and math.isnan(cosines[1])
+
+
 def test_reward_units_are_the_normalisers(script, tmp_path):
     state = torch.load(make_checkpoint(tmp_path / "c.pt"), weights_only=True)
     scale, loc = script.reward_units(state)
@@ -74,9 +93,13 @@ def test_reward_units_are_the_normalisers(script, tmp_path):
     assert loc == pytest.approx(-1.5, rel=1e-3) and scale == pytest.approx(1.25**0.5, rel=1e-3)
 
 
-def test_task_without_a_state_setter_fails_clearly(script, tmp_path):
-    path = make_checkpoint(tmp_path / "ant.pt", task="ant")
-    with pytest.raises(SystemExit, match=r"task 'ant' cannot be restarted.*only the cartpole"):
+def test_task_without_a_state_setter_fails_clearly(script, tmp_path, monkeypatch):
+    class Frozen:
+        """A task class that cannot be restarted from an observation."""
+
+    monkeypatch.setitem(script.TASKS, "frozen", Frozen)
+    path = make_checkpoint(tmp_path / "frozen.pt", task="frozen")
+    with pytest.raises(SystemExit, match=r"task 'frozen' cannot be restarted.*no set_state_from"):
         script.main([str(path)])
     with pytest.raises(SystemExit, match="does not exist"):
         script.main([str(tmp_path / "missing.pt")])

@@ -272,7 +272,7 @@ def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
 
     ``env`` is a batched env of ``N`` worlds with a ``set_state_from_observation(obs)`` method
     that puts every world into the state of ``obs`` ``[N, obs_dim]`` and returns the
-    TensorDict a reset would (only the cartpole has one: its observation is its full state).
+    TensorDict a reset would (every built-in task has one).
     The callable restarts the worlds there, steps the given actions ``[N, H, A]`` open loop and
     returns ``Σ_{t<H} γ^t alive_t r_t`` ``[N]`` (float64, raw rewards), where ``alive_t`` is 0
     after the first ``done`` of a world (the rest belongs to no episode). It changes the env's
@@ -298,7 +298,7 @@ def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
     if not callable(getattr(env, "set_state_from_observation", None)):
         raise TypeError(
             f"{type(env).__name__} has no set_state_from_observation(observation): the real "
-            "return cannot be restarted from given states (only the cartpole has one)."
+            "return cannot be restarted from given states."
         )
 
     @torch.no_grad()

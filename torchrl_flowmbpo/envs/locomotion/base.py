@@ -35,6 +35,7 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
     recover_diverged,
     reset_mask,
     reset_output,
+    restart_worlds,
     step_output,
 )
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator
@@ -216,6 +217,53 @@ class LocomotionEnv(EnvBase):
         self._prev_action.masked_fill_(mask.unsqueeze(-1), 0.0)
         obs = self._observe()
         self._obs.copy_(torch.where(mask.unsqueeze(-1), obs, self._obs))
+        return reset_output(self._obs.clone(), self)
+
+    def set_state_from_observation(self, observation: torch.Tensor) -> TensorDictBase:
+        """Puts every world into the state of ``observation`` ``[num_envs, obs_dim]``.
+
+        The observation holds the whole state except the torso's horizontal position, which
+        no dynamics, contact or termination depends on: the worlds restart at ``x = y = 0``
+        with the observed height, orientation (the quaternion is renormalised), joint angles,
+        velocities (``10 ×`` the observed scaled joint velocities) and previous action. Only
+        the heading projection can differ from the recorded one, by the angle under which
+        the far target is seen from the old position (below 1e-3 within 10 m of the origin).
+        Like :meth:`reset`, the solver state and the applied torques are cleared and the
+        episode step counters restart at 0. Used to restart the simulator from recorded
+        states, e.g. for finite differences of the real return
+        (:func:`~torchrl_flowmbpo.diagnostics.make_real_return`). It acts on this env only:
+        the transforms of a ``TransformedEnv`` around it are not told.
+
+        Args:
+            observation: ``[num_envs, obs_dim]`` observations of this task.
+
+        Returns:
+            The TensorDict :meth:`reset` returns: the new observation, all flags False.
+
+        Raises:
+            ValueError: when the shape is not ``[num_envs, obs_dim]``.
+
+        Examples:
+            >>> from torchrl_flowmbpo.envs.locomotion import AntEnv
+            >>> env = AntEnv(2, seed=0)
+            >>> obs = env.rollout(5)["next", "observation"][:, -1]
+            >>> td = env.set_state_from_observation(obs)
+            >>> torch.allclose(td["observation"][:, :28], obs[:, :28], atol=1e-5)
+            True
+        """
+        j = self.num_joints
+
+        def to_state(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            q = torch.zeros_like(self.sim.joint_q)
+            q[:, 2] = obs[:, 0]
+            q[:, 3:7] = torch.nn.functional.normalize(obs[:, 1:5], dim=-1)
+            q[:, 7:] = obs[:, 11 : 11 + j]
+            return q, torch.cat((obs[:, 5:11], 10.0 * obs[:, 11 + j : 11 + 2 * j]), dim=-1)
+
+        obs = restart_worlds(self, observation, to_state)
+        self._prev_action.copy_(obs[:, -j:])
+        # The reward of the next step reads this cached pre-step observation.
+        self._obs.copy_(self._observe())
         return reset_output(self._obs.clone(), self)
 
     def _noisy_initial_state(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,13 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 from torchrl.envs import EnvBase
 
-__all__ = ["recover_diverged", "reset_mask", "reset_output", "step_output"]
+__all__ = [
+    "recover_diverged",
+    "reset_mask",
+    "reset_output",
+    "restart_worlds",
+    "step_output",
+]
 
 
 def reset_mask(tensordict: TensorDictBase | None, num_envs: int, device: torch.device) -> Tensor:
@@ -59,3 +65,23 @@ def reset_output(obs: Tensor, env: EnvBase) -> TensorDict:
         batch_size=env.batch_size,
         device=env.device,
     )
+
+
+def restart_worlds(env: Any, observation: Tensor, to_state: Any) -> Tensor:
+    """Shared part of ``set_state_from_observation``: checks ``observation`` is
+    ``[num_envs, obs_dim]``, puts every world into ``to_state(observation) -> (q, qd)`` with
+    cleared solver state, restarts the episode step counters and returns the new observation.
+
+    Raises:
+        ValueError: when the shape is not ``[num_envs, obs_dim]``.
+    """
+    if observation.shape != (env.num_envs, env.obs_dim):
+        raise ValueError(
+            f"Expected observations of shape {(env.num_envs, env.obs_dim)}, "
+            f"got {tuple(observation.shape)}."
+        )
+    obs = observation.to(device=env.device, dtype=env.sim.joint_q.dtype)
+    q, qd = to_state(obs)
+    env.sim.reset_worlds(torch.ones(env.num_envs, dtype=torch.bool, device=env.device), q, qd)
+    env._step_count.zero_()
+    return obs

@@ -32,6 +32,7 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
     recover_diverged,
     reset_mask,
     reset_output,
+    restart_worlds,
     step_output,
 )
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator, newton_asset
@@ -264,16 +265,11 @@ class CartPoleEnv(EnvBase):
             >>> torch.allclose(td["observation"], obs, atol=1e-6)
             True
         """
-        if observation.shape != (self.num_envs, self.obs_dim):
-            raise ValueError(
-                f"Expected observations of shape {(self.num_envs, self.obs_dim)}, "
-                f"got {tuple(observation.shape)}."
-            )
-        obs = observation.to(device=self.device, dtype=self.sim.joint_q.dtype)
-        q = torch.stack((obs[:, 0], torch.atan2(obs[:, 1], obs[:, 2])), dim=-1)
-        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self.sim.reset_worlds(everyone, q, obs[:, 3:5])
-        self._step_count.zero_()
+
+        def to_state(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch.stack((obs[:, 0], torch.atan2(obs[:, 1], obs[:, 2])), -1), obs[:, 3:5]
+
+        restart_worlds(self, observation, to_state)
         # The reward of the next step reads this cached pre-step observation.
         self._obs.copy_(self._observe())
         return reset_output(self._obs.clone(), self)
