@@ -55,10 +55,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--states", type=int, default=256, help="real start states (256)")
     parser.add_argument("--seed", type=int, default=0, help="env, policy and action seed (0)")
     parser.add_argument("--eps", type=float, default=0.05, help="finite-difference step (0.05)")
+    parser.add_argument(
+        "--reference-eps",
+        type=float,
+        default=None,
+        help="also difference the real return with this step and report how much the real "
+        "gradient depends on the step (rugged contact dynamics; doubles the simulator time)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args(argv)
     if args.horizon < 1 or args.states < 2 or args.eps <= 0:
         parser.error("need --horizon >= 1, --states >= 2 and --eps > 0")
+    if args.reference_eps is not None and args.reference_eps <= 0:
+        parser.error(f"need --reference-eps > 0, got {args.reference_eps}")
     return args
 
 
@@ -87,8 +96,13 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['grad_cos_median']:.3f}; first-action sign agreement "
         f"{result['first_action_sign_agreement']:.3f}; |model| / |real| "
         f"{result['grad_norm_ratio']:.3f}",
-        "   t  cos(dR/da_t)",
     ]
+    if "real_self_cos_mean" in result:
+        lines.append(
+            f"real:      cos(real at eps, real at reference eps) per state mean "
+            f"{result['real_self_cos_mean']:.3f}, median {result['real_self_cos_median']:.3f}"
+        )
+    lines.append("   t  cos(dR/da_t)")
     lines += [f"{t:4d}  {cos:12.3f}" for t, cos in enumerate(result["grad_cos_per_step"])]
     return "\n".join(lines)
 
@@ -132,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         reward_scale=scale,
         reward_loc=loc,
         eps=args.eps,
+        reference_eps=args.reference_eps,
     )
     counters = state["counters"]
     print(

@@ -200,6 +200,24 @@ def test_a_model_that_ignores_the_actions_has_undefined_cosines(data):
     assert math.isnan(out["value_corr"])  # a constant model return
 
 
+def test_reference_eps_measures_how_well_defined_the_real_gradient_is(data):
+    system = LinearSystem()
+    smooth = true_return(system)
+    out = run(system, smooth, data, reference_eps=0.01)
+    # A quadratic return: both steps give the exact gradient.
+    assert out["real_self_cos_mean"] > 0.999 and out["real_self_cos_median"] > 0.999
+    assert "real_self_cos_mean" not in run(system, smooth, data)
+
+    def rugged(obs, actions):
+        """The smooth return plus a ripple whose slope flips within a step of 0.01."""
+        return smooth(obs, actions) + 0.05 * torch.sin(400.0 * actions.double()).sum((1, 2))
+
+    out = run(system, rugged, data, reference_eps=0.01)
+    assert out["real_self_cos_mean"] < 0.3  # measured 0.09: the two steps disagree
+    # The step of 0.05 averages the ripple out: the smooth model still matches it (0.88).
+    assert 0.8 < out["grad_cos_mean"] < 0.95
+
+
 def test_scalar_metrics_names(data):
     system = LinearSystem()
     out = run(system, true_return(system), data)

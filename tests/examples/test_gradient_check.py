@@ -74,13 +74,16 @@ def test_report_on_a_tiny_checkpoint(script, tmp_path, capsys):
 
 def test_report_on_a_locomotion_task(script, tmp_path, capsys):
     path = make_checkpoint(tmp_path / "ant.pt", task="ant")
-    script.main([str(path), "--horizon", "2", "--states", "2", "--seed", "1"])
+    args = ["--horizon", "2", "--states", "2", "--seed", "1", "--reference-eps", "0.01"]
+    script.main([str(path), *args])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Gradient check of baseline on ant (seed 3, iteration 7")
     values = lines[1].replace(";", "").replace(",", "").split()
     # Two states, two steps of the Ant's reward (~1 per step while upright) in raw units.
     assert 0.5 < float(values[values.index("real") + 1]) < 5.0
-    cosines = [float(cos) for _, cos in (line.split() for line in lines[4:])]
+    self_cos = lines[3].replace(",", "").split()
+    assert lines[3].startswith("real:") and -1 <= float(self_cos[self_cos.index("mean") + 1]) <= 1
+    cosines = [float(cos) for _, cos in (line.split() for line in lines[5:])]
     # The Ant's reward reads the pre-step observation only: the last action reaches no reward
     # within the horizon, its real gradient is 0 and its cosine undefined.
     assert math.isfinite(cosines[0]) and math.isnan(cosines[1])
@@ -103,3 +106,9 @@ def test_task_without_a_state_setter_fails_clearly(script, tmp_path, monkeypatch
         script.main([str(path)])
     with pytest.raises(SystemExit, match="does not exist"):
         script.main([str(tmp_path / "missing.pt")])
+
+
+def test_bad_reference_eps_is_refused(script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "c.pt"), "--reference-eps", "0"])
+    assert "need --reference-eps > 0, got 0.0" in capsys.readouterr().err

@@ -165,6 +165,14 @@ def _cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.where(norm > 0, cos, torch.full_like(cos, math.nan))
 
 
+def _mean_median(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and median of the finite entries (NaN, NaN when there is none)."""
+    finite = values[values.isfinite()]
+    if not finite.numel():
+        return math.nan, math.nan
+    return float(finite.mean()), float(finite.quantile(0.5))
+
+
 def action_gradient_accuracy(
     world_model: LatentWorldModel,
     observations: torch.Tensor,
@@ -175,6 +183,7 @@ def action_gradient_accuracy(
     reward_scale: float = 1.0,
     reward_loc: float = 0.0,
     eps: float = 0.05,
+    reference_eps: float | None = None,
 ) -> dict[str, Any]:
     """How well the world model's return gradient w.r.t. the actions matches the real one.
 
@@ -200,7 +209,12 @@ def action_gradient_accuracy(
     - ``first_action_sign_agreement`` = mean_{i,j} [sign g_m[i, 0, j] = sign g[i, 0, j]]: how
       often the first action would be pushed the right way;
     - ``grad_norm_ratio`` = mean_i |g_m[i]| / mean_i |g[i]| (> 1: the model's slope is steeper);
-    - ``count`` = N.
+    - ``count`` = N;
+    - with ``reference_eps``, also ``real_self_cos_mean``, ``real_self_cos_median``: mean /
+      median over states of ``cos(g[i], g'[i])``, ``g'`` the real gradient by differences of
+      step ``reference_eps`` (another ``2 H A`` calls): ~1 on a smooth return; low where
+      contacts make the return rugged, so that "the real gradient" depends on the step and a
+      larger ``eps`` is the smoothed slope an actor can follow.
 
     Termination is not modelled on either side: ``real_return`` decides what happens after an
     episode end (:func:`make_real_return` stops counting rewards).
@@ -216,6 +230,7 @@ def action_gradient_accuracy(
         reward_scale, reward_loc: take the model's normalised reward to raw units
             (``RewardNormalization.scale`` / ``.loc``; 1 and 0 for a model of raw rewards).
         eps: finite-difference step.
+        reference_eps: a second finite-difference step for ``real_self_cos_*`` (None: off).
 
     Returns:
         The floats above and the list ``grad_cos_per_step``.
@@ -244,7 +259,7 @@ def action_gradient_accuracy(
     real_ret, real_grad = real_ret.cpu(), real_grad.cpu()
     n = actions.shape[0]
     per_state = _cosine(model_grad.reshape(n, -1), real_grad.reshape(n, -1))
-    finite = per_state[per_state.isfinite()]
+    cos_mean, cos_median = _mean_median(per_state)
     per_step = _cosine(
         model_grad.transpose(0, 1).reshape(actions.shape[1], -1),
         real_grad.transpose(0, 1).reshape(actions.shape[1], -1),
@@ -252,12 +267,12 @@ def action_gradient_accuracy(
     first_signs = model_grad[:, 0].sign() == real_grad[:, 0].sign()
     real_norm = float(real_grad.reshape(n, -1).norm(dim=-1).mean())
     model_norm = float(model_grad.reshape(n, -1).norm(dim=-1).mean())
-    return {
+    result = {
         "value_corr": pearson(model_ret, real_ret),
         "model_return_mean": float(model_ret.mean()),
         "real_return_mean": float(real_ret.mean()),
-        "grad_cos_mean": float(finite.mean()) if finite.numel() else math.nan,
-        "grad_cos_median": float(finite.quantile(0.5)) if finite.numel() else math.nan,
+        "grad_cos_mean": cos_mean,
+        "grad_cos_median": cos_median,
         "grad_cos_per_step": per_step,
         "grad_cos_first": per_step[0],
         "grad_cos_last": per_step[-1],
@@ -265,6 +280,13 @@ def action_gradient_accuracy(
         "grad_norm_ratio": model_norm / real_norm if real_norm > 0 else math.nan,
         "count": float(n),
     }
+    if reference_eps is not None:
+        _, reference = finite_difference_gradient(
+            real_return, observations, actions, eps=reference_eps
+        )
+        self_cos = _cosine(real_grad.reshape(n, -1), reference.cpu().reshape(n, -1))
+        result["real_self_cos_mean"], result["real_self_cos_median"] = _mean_median(self_cos)
+    return result
 
 
 def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
