@@ -212,7 +212,7 @@ def action_gradient_accuracy(
     - ``count`` = N;
     - with ``reference_eps``, also ``real_self_cos_mean``, ``real_self_cos_median``: mean /
       median over states of ``cos(g[i], g'[i])``, ``g'`` the real gradient by differences of
-      step ``reference_eps`` (another ``2 H A`` calls): ~1 on a smooth return; low where
+      step ``reference_eps`` (another ``2 H A + 1`` calls): ~1 on a smooth return; low where
       contacts make the return rugged, so that "the real gradient" depends on the step and a
       larger ``eps`` is the smoothed slope an actor can follow.
 

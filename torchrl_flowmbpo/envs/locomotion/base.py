@@ -35,7 +35,8 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
     recover_diverged,
     reset_mask,
     reset_output,
-    restart_worlds,
+    restart_all_worlds,
+    state_observation,
     step_output,
 )
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator
@@ -251,16 +252,13 @@ class LocomotionEnv(EnvBase):
             >>> torch.allclose(td["observation"][:, :28], obs[:, :28], atol=1e-5)
             True
         """
-        j = self.num_joints
-
-        def to_state(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            q = torch.zeros_like(self.sim.joint_q)
-            q[:, 2] = obs[:, 0]
-            q[:, 3:7] = torch.nn.functional.normalize(obs[:, 1:5], dim=-1)
-            q[:, 7:] = obs[:, 11 : 11 + j]
-            return q, torch.cat((obs[:, 5:11], 10.0 * obs[:, 11 + j : 11 + 2 * j]), dim=-1)
-
-        obs = restart_worlds(self, observation, to_state)
+        obs, j = state_observation(self, observation), self.num_joints
+        q = torch.zeros_like(self.sim.joint_q)
+        q[:, 2] = obs[:, 0]
+        q[:, 3:7] = torch.nn.functional.normalize(obs[:, 1:5], dim=-1)
+        q[:, 7:] = obs[:, 11 : 11 + j]
+        qd = torch.cat((obs[:, 5:11], 10.0 * obs[:, 11 + j : 11 + 2 * j]), dim=-1)
+        restart_all_worlds(self, q, qd)
         self._prev_action.copy_(obs[:, -j:])
         # The reward of the next step reads this cached pre-step observation.
         self._obs.copy_(self._observe())

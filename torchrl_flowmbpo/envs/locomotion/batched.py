@@ -13,7 +13,8 @@ __all__ = [
     "recover_diverged",
     "reset_mask",
     "reset_output",
-    "restart_worlds",
+    "restart_all_worlds",
+    "state_observation",
     "step_output",
 ]
 
@@ -67,10 +68,9 @@ def reset_output(obs: Tensor, env: EnvBase) -> TensorDict:
     )
 
 
-def restart_worlds(env: Any, observation: Tensor, to_state: Any) -> Tensor:
-    """Shared part of ``set_state_from_observation``: checks ``observation`` is
-    ``[num_envs, obs_dim]``, puts every world into ``to_state(observation) -> (q, qd)`` with
-    cleared solver state, restarts the episode step counters and returns the new observation.
+def state_observation(env: Any, observation: Tensor) -> Tensor:
+    """``observation`` checked to be ``[num_envs, obs_dim]``, on the simulator's device and dtype
+    (the input of ``set_state_from_observation``).
 
     Raises:
         ValueError: when the shape is not ``[num_envs, obs_dim]``.
@@ -80,8 +80,12 @@ def restart_worlds(env: Any, observation: Tensor, to_state: Any) -> Tensor:
             f"Expected observations of shape {(env.num_envs, env.obs_dim)}, "
             f"got {tuple(observation.shape)}."
         )
-    obs = observation.to(device=env.device, dtype=env.sim.joint_q.dtype)
-    q, qd = to_state(obs)
-    env.sim.reset_worlds(torch.ones(env.num_envs, dtype=torch.bool, device=env.device), q, qd)
+    return observation.to(device=env.device, dtype=env.sim.joint_q.dtype)
+
+
+def restart_all_worlds(env: Any, joint_q: Tensor, joint_qd: Tensor) -> None:
+    """Puts every world into ``(joint_q, joint_qd)`` with cleared solver state and restarts the
+    episode step counters, as a reset of all worlds would."""
+    everyone = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+    env.sim.reset_worlds(everyone, joint_q, joint_qd)
     env._step_count.zero_()
-    return obs

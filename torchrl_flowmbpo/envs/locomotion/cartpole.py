@@ -32,7 +32,8 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
     recover_diverged,
     reset_mask,
     reset_output,
-    restart_worlds,
+    restart_all_worlds,
+    state_observation,
     step_output,
 )
 from torchrl_flowmbpo.envs.locomotion.simulator import NewtonSimulator, newton_asset
@@ -265,11 +266,9 @@ class CartPoleEnv(EnvBase):
             >>> torch.allclose(td["observation"], obs, atol=1e-6)
             True
         """
-
-        def to_state(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return torch.stack((obs[:, 0], torch.atan2(obs[:, 1], obs[:, 2])), -1), obs[:, 3:5]
-
-        restart_worlds(self, observation, to_state)
+        obs = state_observation(self, observation)
+        q = torch.stack((obs[:, 0], torch.atan2(obs[:, 1], obs[:, 2])), dim=-1)
+        restart_all_worlds(self, q, obs[:, 3:5])
         # The reward of the next step reads this cached pre-step observation.
         self._obs.copy_(self._observe())
         return reset_output(self._obs.clone(), self)
