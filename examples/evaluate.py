@@ -10,10 +10,10 @@ policy acts closed loop (z_t = E(o_t) on every real observation) and determinist
 or the FlowActor's ODE from a_0 = 0); returns are sums of the raw real env reward.
 
 The summary goes to stdout; the row goes to ``--csv`` (default: ``<run dir>/evaluation.csv``),
-with a header when the file is new. A missing or unreadable checkpoint exits with status 2 and a
-one-line message naming the path. The locomotion tasks also get ``forward_velocity``, the mean
-forward torso velocity v_x (m/s) over every step of the evaluated episodes; it is empty for the
-cartpole.
+with a header when the file is new. A missing or unreadable checkpoint, or a CSV of other columns
+(checked before any episode runs), exits with status 2 and a one-line message naming the path.
+The locomotion tasks also get ``forward_velocity``, the mean forward torso velocity v_x (m/s) over
+every step of the evaluated episodes; it is empty for the cartpole.
 """
 
 from __future__ import annotations
@@ -159,15 +159,23 @@ def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -
     }
 
 
+def check_csv(path: Path) -> None:
+    """Raises ``ValueError`` when ``path`` holds rows of other columns (e.g. an older version's)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    if tuple(header) != COLUMNS:
+        raise ValueError(
+            f"{path} has the columns {','.join(header)}, not those of an evaluation CSV "
+            f"({','.join(COLUMNS)}): pass --csv with a new file"
+        )
+
+
 def append_row(path: Path, row: dict[str, Any]) -> None:
     """Appends ``row``; writes the header first when the file is new or empty."""
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.is_file() or path.stat().st_size == 0
-    if not new:
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), [])
-        if tuple(header) != COLUMNS:
-            raise ValueError(f"{path} has other columns than an evaluation CSV: {header}")
     with path.open("a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         if new:
@@ -191,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
         state = load_checkpoint(path, required=REQUIRED)
     except CheckpointError as err:
         fail(str(err))
+    csv_path = args.csv if args.csv is not None else run_dir / "evaluation.csv"
+    try:
+        check_csv(csv_path)  # before the episodes, which take minutes on the locomotion tasks
+    except ValueError as err:
+        fail(str(err))
     seed = state["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
     torch.manual_seed(seed)
     try:
@@ -211,11 +224,7 @@ def main(argv: list[str] | None = None) -> None:
         forward_velocity_index=find_forward_velocity_index(env),
     )
     row = make_row(state, stats, path)
-    csv_path = args.csv if args.csv is not None else run_dir / "evaluation.csv"
-    try:
-        append_row(csv_path, row)
-    except ValueError as err:
-        fail(str(err))
+    append_row(csv_path, row)
     flags = [name for name in ("stands_still", "falls") if row[name]]
     wm = row["world_model_type"]
     if row["integrator"]:

@@ -54,6 +54,7 @@ from utils import (
     make_task_env,
     make_termination_balance,
     model_specs,
+    sample_start_observations,
 )
 
 #: Keys the collector's policy writes that no loss reads.
@@ -179,9 +180,7 @@ def main(cfg: DictConfig) -> None:
     actor_batch = algo.actor_batch or cfg.env.num_envs
 
     def sample_start_states():
-        """First observations of replay slices (never terminal)."""
-        start = replay_buffer.sample().reshape(-1, horizon)[:actor_batch, 0]
-        return start.select("observation")
+        return sample_start_observations(replay_buffer, actor_batch, horizon)
 
     def world_model_step() -> dict[str, float]:
         batch = replay_buffer.sample().reshape(-1, horizon)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
 from tensordict.nn import TensorDictSequential
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
@@ -129,6 +130,13 @@ def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: 
     )
 
 
+def sample_start_observations(replay_buffer, count: int, horizon: int) -> TensorDict:
+    """The first observations of ``count`` replay slices of ``horizon`` rows: states from which an
+    episode goes on for at least ``horizon`` steps (never terminal), the actor's start states."""
+    slices = replay_buffer.sample(batch_size=count * horizon).reshape(count, horizon)
+    return slices[:, 0].select("observation")
+
+
 def make_collector(
     env, policy, *, frames_per_batch: int, total_frames: int, init_random_frames: int
 ) -> Collector:
@@ -183,17 +191,13 @@ def make_logger(cfg: DictConfig, run_dir: str):
 def check_schedule(cfg: DictConfig) -> None:
     """Raises ``ValueError`` naming any schedule value out of its range."""
     algo = cfg.algo
-    actor_batch = algo.actor_batch or cfg.env.num_envs
     problems = []
     if algo.actor_updates_per_iter < 1:
         problems.append(f"algo.actor_updates_per_iter={algo.actor_updates_per_iter} must be >= 1")
     if algo.critic_warmup_steps < 0:
         problems.append(f"algo.critic_warmup_steps={algo.critic_warmup_steps} must be >= 0")
-    if actor_batch > algo.wm_batch_slices:
-        problems.append(
-            f"algo.actor_batch={actor_batch} must be <= algo.wm_batch_slices="
-            f"{algo.wm_batch_slices} (start states come from WM slices)"
-        )
+    if algo.actor_batch is not None and algo.actor_batch < 1:
+        problems.append(f"algo.actor_batch={algo.actor_batch} must be >= 1 (null: env.num_envs)")
     if algo.entropy_coef > 0 and cfg.actor.type != "gaussian":
         problems.append(
             f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "

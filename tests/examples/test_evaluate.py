@@ -42,6 +42,8 @@ def evaluations(scripts, bundle_runs, tmp_path_factory):
     corrupt = tmp / "checkpoint_3.pt"
     corrupt.write_bytes(b"not a checkpoint")
     (tmp / "empty_run").mkdir()
+    stale_csv = tmp / "stale.csv"
+    stale_csv.write_text("task,variant,seed,return_mean\nant,baseline,0,12.5\n")
     checkpoint = baseline.run_dir / "checkpoints" / "checkpoint_4.pt"
     as_file = scripts.start_evaluation(checkpoint, *EVAL_ARGS)
     flow_eval = scripts.start_evaluation(flow.run_dir, *EVAL_ARGS, "--csv", tmp / "flow.csv")
@@ -50,6 +52,7 @@ def evaluations(scripts, bundle_runs, tmp_path_factory):
         "corrupt": (corrupt, scripts.start_evaluation(corrupt)),
         "empty": (tmp / "empty_run", scripts.start_evaluation(tmp / "empty_run")),
     }
+    stale = scripts.start_evaluation(checkpoint, *EVAL_ARGS, "--csv", stale_csv)
     as_file = as_file.result().check()
     # Same default CSV and seed: appends a second row that must equal the first.
     as_dir = scripts.start_evaluation(baseline.run_dir, *EVAL_ARGS).result().check()
@@ -62,6 +65,7 @@ def evaluations(scripts, bundle_runs, tmp_path_factory):
         "flow_eval": flow_eval.result().check(),
         "flow_csv": tmp / "flow.csv",
         "errors": {name: (path, run.result()) for name, (path, run) in errors.items()},
+        "stale": (stale_csv, stale.result()),
     }
 
 
@@ -134,3 +138,14 @@ def test_bad_checkpoint_exits_2_with_one_line(evaluations, case):
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("evaluate.py: error: ") and str(path) in lines[0]
     assert not (path.parent / "evaluation.csv").exists()
+
+
+def test_csv_of_other_columns_exits_2_before_evaluating_and_is_kept(evaluations):
+    path, run = evaluations["stale"]
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("evaluate.py: error: ") and str(path) in lines[0]
+    assert "pass --csv with a new file" in lines[0]
+    assert run.stdout == ""  # no episodes ran, no summary
+    assert path.read_text() == "task,variant,seed,return_mean\nant,baseline,0,12.5\n"

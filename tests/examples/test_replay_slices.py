@@ -52,7 +52,8 @@ def falling_episodes() -> TensorDict:
 
 
 @pytest.fixture(scope="module")
-def slices(utils):
+def buffer(utils):
+    """The training replay buffer (H-row slices, 512 per sample) holding the falling episodes."""
     cfg = OmegaConf.create(
         {
             "algo": {
@@ -66,6 +67,11 @@ def slices(utils):
     )
     buffer = utils.make_replay_buffer(cfg, utils.make_reward_normalization(cfg), "cpu")
     buffer.extend(falling_episodes())
+    return buffer
+
+
+@pytest.fixture(scope="module")
+def slices(buffer):
     torch.manual_seed(0)
     return buffer.sample().reshape(-1, H)
 
@@ -84,3 +90,16 @@ def test_terminal_transitions_reach_the_world_model_loss(slices):
     world_model = PWMWorldModel(OBS, ACT, latent_dim=16, units=(16, 16))
     out = WorldModelLoss(world_model, horizon=H)(slices)
     assert out["termination_rate"].item() == pytest.approx(holds_fall.mean().item() / H)
+
+
+@pytest.mark.parametrize("count", [3, 700])  # fewer and more than the WM batch's 512 slices
+def test_actor_start_states_are_slice_starts(utils, buffer, count):
+    torch.manual_seed(0)
+    start = utils.sample_start_observations(buffer, count, H)
+    assert start.batch_size == torch.Size([count])
+    assert list(start.keys()) == ["observation"]
+    # An H-row slice starts at most EPISODE - H steps into its episode: never at the fall.
+    steps = set(start.get("observation")[:, 0].int().tolist())
+    assert steps <= set(range(EPISODE - H + 1))
+    if count > 100:
+        assert steps == set(range(EPISODE - H + 1))
