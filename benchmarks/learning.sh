@@ -5,6 +5,7 @@
 #   bash benchmarks/learning.sh                       # ant
 #   bash benchmarks/learning.sh ant anymal humanoid
 #   FRAMES=20000 RUNS=/tmp/smoke bash benchmarks/learning.sh ant   # quick smoke sweep
+#   SEEDS="0 2" bash benchmarks/learning.sh & SEEDS=1 bash benchmarks/learning.sh &  # 2 at a time
 #
 # Resumable: rerun the same command. A run whose learning_curve.png exists (written at the very
 # end of a run) is skipped; an interrupted one resumes from its latest checkpoint in its run
@@ -14,10 +15,14 @@
 # hydra.run.dir) and is skipped by the same learning_curve.png rule.
 #
 # Environment:
-#   FRAMES  env frames per run (collector.total_frames), default 1000000
-#   RUNS    root of the run directories, default runs/learning
-#   OUT     report folder (curves, table), default docs/results_generated
-#   PYTHON  interpreter, default python
+#   FRAMES    env frames per run (collector.total_frames), default 1000000
+#   SEEDS     seeds to run, default "0 1 2"
+#   VARIANTS  what to run, default "baseline flow_wm flow_policy full_flow sac"
+#   PWM_ARGS  extra overrides of every PWM run, e.g. "algo.wm_updates_per_iter=2" (default none)
+#   SAC_ARGS  extra overrides of every SAC run, e.g. "sac.utd_ratio=0.5" (default none)
+#   RUNS      root of the run directories, default runs/learning
+#   OUT       report folder (curves, table), default docs/results_generated
+#   PYTHON    interpreter, default python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +30,21 @@ FRAMES="${FRAMES:-1000000}"
 RUNS="${RUNS:-runs/learning}"
 OUT="${OUT:-docs/results_generated}"
 PYTHON="${PYTHON:-python}"
+read -r -a seeds <<<"${SEEDS:-0 1 2}"
+read -r -a variants <<<"${VARIANTS:-baseline flow_wm flow_policy full_flow sac}"
+read -r -a pwm_args <<<"${PWM_ARGS:-}"
+read -r -a sac_args <<<"${SAC_ARGS:-}"
 tasks=("${@:-ant}")
-variants=(baseline flow_wm flow_policy full_flow)
-seeds=(0 1 2)
+for variant in "${variants[@]}"; do
+    case $variant in
+        baseline | flow_wm | flow_policy | full_flow | sac) ;;
+        *)
+            echo "VARIANTS: unknown variant '$variant' (allowed: baseline flow_wm flow_policy" \
+                "full_flow sac)" >&2
+            exit 2
+            ;;
+    esac
+done
 
 # train SCRIPT RUN_DIR OVERRIDE...: runs unless the run directory holds a finished run.
 train() {
@@ -46,10 +63,17 @@ for task in "${tasks[@]}"; do
     # Seeds outermost: an interrupted sweep still has every variant on the same seeds.
     for seed in "${seeds[@]}"; do
         for variant in "${variants[@]}"; do
-            train examples/pwm_flow.py "$RUNS/$task/$variant/seed$seed" \
-                env="$task" experiment="$variant" seed="$seed"
+            case $variant in
+                sac)
+                    train examples/sac_baseline.py "$RUNS/$task/sac/seed$seed" \
+                        env="$task" seed="$seed" "${sac_args[@]}"
+                    ;;
+                *)
+                    train examples/pwm_flow.py "$RUNS/$task/$variant/seed$seed" \
+                        env="$task" experiment="$variant" seed="$seed" "${pwm_args[@]}"
+                    ;;
+            esac
         done
-        train examples/sac_baseline.py "$RUNS/$task/sac/seed$seed" env="$task" seed="$seed"
     done
     report_dirs+=("$RUNS/$task")
 done
