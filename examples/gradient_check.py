@@ -71,6 +71,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def load_run(checkpoint: Path, script: str) -> tuple[Path, dict[str, Any]]:
+    """``(checkpoint file, state)`` of a checkpoint file or run directory; exits with a one-line
+    message naming ``script`` when nothing loadable is there."""
+    try:
+        path, _ = resolve_checkpoint(checkpoint)
+        return path, load_checkpoint(path, required=(*REQUIRED, "config"))
+    except CheckpointError as err:
+        sys.exit(f"{script}: error: {err}")
+
+
 def reward_units(state: dict[str, Any]) -> tuple[float, float]:
     """``(scale, loc)`` of the checkpoint's reward normaliser: raw = model reward · scale + loc."""
     norm = make_reward_normalization(OmegaConf.create(state["config"]))
@@ -109,11 +119,7 @@ def format_report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        path, _ = resolve_checkpoint(args.checkpoint)
-        state = load_checkpoint(path, required=(*REQUIRED, "config"))
-    except CheckpointError as err:
-        sys.exit(f"gradient_check.py: error: {err}")
+    path, state = load_run(args.checkpoint, "gradient_check.py")
     task = state["specs"]["env"]["name"]
     # Checked on the class, before the simulator is built and compiled.
     if not hasattr(TASKS.get(task), "set_state_from_observation"):

@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+
+from torchrl_flowmbpo.recipes import build_actor, build_world_model, save_checkpoint
+from torchrl_flowmbpo.transforms import RewardNormalization
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 TIMEOUT_S = 400
@@ -173,3 +177,47 @@ def read_scalars():
         return steps, values
 
     return read
+
+
+#: (observation dim, action dim, task kwargs) of the tasks of the tiny checkpoints.
+TASK_SPECS = {
+    "cartpole": (5, 1, {"start_angle": 0.0, "reward_type": "bounded", "episode_length": 20}),
+    "ant": (37, 8, {"episode_length": 20}),
+}
+
+
+def make_tiny_checkpoint(path: Path, task: str = "cartpole") -> Path:
+    """What pwm_flow.py saves, with tiny networks and a 20-step episode. The bounded reward
+    depends on the action, so even the last action has a real gradient (a defined cosine)."""
+    obs_dim, action_dim, kwargs = TASK_SPECS.get(task, TASK_SPECS["cartpole"])
+    specs = {
+        "world_model": {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]},
+        "actor": {"type": "gaussian", "hidden": [32]},
+        "critic": {"hidden": [32]},
+        "env": {"name": task, "kwargs": kwargs},
+    }
+    torch.manual_seed(0)
+    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
+    torch.nn.init.normal_(world_model.reward_head[-1].weight)  # a fresh head is constant
+    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
+    norm = RewardNormalization("standardize")  # a loc as well as a scale
+    norm.update(torch.tensor([-3.0, -1.0, 0.0, -2.0]))
+    state = {
+        "modules": {
+            "world_model": world_model.state_dict(),
+            "actor": actor.state_dict(),
+            "reward_norm": norm.state_dict(),
+        },
+        "specs": specs,
+        "counters": {"iteration": 7, "frames": 560},
+        "variant": "baseline",
+        "seed": 3,
+        "config": {"algo": {"gamma": 0.9, "reward_norm": "standardize", "reward_clip": None}},
+    }
+    return save_checkpoint(state, path)
+
+
+@pytest.fixture
+def make_checkpoint():
+    """``make_checkpoint(path, task="cartpole") -> path``: a tiny untrained checkpoint."""
+    return make_tiny_checkpoint

@@ -1,5 +1,5 @@
-"""examples/gradient_check.py on a hand-made tiny cartpole checkpoint (untrained networks: the
-script's plumbing, not a model's quality), in-process."""
+"""examples/gradient_check.py on hand-made tiny checkpoints (conftest ``make_checkpoint``;
+untrained networks: the script's plumbing, not a model's quality), in-process."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from torchrl_flowmbpo.recipes import build_actor, build_world_model, save_checkpoint
-from torchrl_flowmbpo.transforms import RewardNormalization
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "gradient_check.py"
 HORIZON, STATES = 3, 4
@@ -21,45 +18,7 @@ def script(load_script):
     return load_script(SCRIPT, "gradient_check")
 
 
-#: (observation dim, action dim, task kwargs) of the tasks tested here.
-TASK_SPECS = {
-    "cartpole": (5, 1, {"start_angle": 0.0, "reward_type": "bounded", "episode_length": 20}),
-    "ant": (37, 8, {"episode_length": 20}),
-}
-
-
-def make_checkpoint(path: Path, task: str = "cartpole") -> Path:
-    """What pwm_flow.py saves, with tiny networks and a 20-step episode. The bounded reward
-    depends on the action, so even the last action has a real gradient (a defined cosine)."""
-    obs_dim, action_dim, kwargs = TASK_SPECS.get(task, TASK_SPECS["cartpole"])
-    specs = {
-        "world_model": {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]},
-        "actor": {"type": "gaussian", "hidden": [32]},
-        "critic": {"hidden": [32]},
-        "env": {"name": task, "kwargs": kwargs},
-    }
-    torch.manual_seed(0)
-    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
-    torch.nn.init.normal_(world_model.reward_head[-1].weight)  # a fresh head is constant
-    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
-    norm = RewardNormalization("standardize")  # a loc as well as a scale
-    norm.update(torch.tensor([-3.0, -1.0, 0.0, -2.0]))
-    state = {
-        "modules": {
-            "world_model": world_model.state_dict(),
-            "actor": actor.state_dict(),
-            "reward_norm": norm.state_dict(),
-        },
-        "specs": specs,
-        "counters": {"iteration": 7, "frames": 560},
-        "variant": "baseline",
-        "seed": 3,
-        "config": {"algo": {"gamma": 0.9, "reward_norm": "standardize", "reward_clip": None}},
-    }
-    return save_checkpoint(state, path)
-
-
-def test_report_on_a_tiny_checkpoint(script, tmp_path, capsys):
+def test_report_on_a_tiny_checkpoint(script, make_checkpoint, tmp_path, capsys):
     path = make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
     script.main([str(tmp_path / "run"), "--horizon", str(HORIZON), "--states", str(STATES)])
     lines = capsys.readouterr().out.splitlines()
@@ -72,7 +31,7 @@ def test_report_on_a_tiny_checkpoint(script, tmp_path, capsys):
     assert path.is_file()
 
 
-def test_report_on_a_locomotion_task(script, tmp_path, capsys):
+def test_report_on_a_locomotion_task(script, make_checkpoint, tmp_path, capsys):
     path = make_checkpoint(tmp_path / "ant.pt", task="ant")
     args = ["--horizon", "2", "--states", "2", "--seed", "1", "--reference-eps", "0.01"]
     script.main([str(path), *args])
@@ -89,14 +48,14 @@ def test_report_on_a_locomotion_task(script, tmp_path, capsys):
     assert math.isfinite(cosines[0]) and math.isnan(cosines[1])
 
 
-def test_reward_units_are_the_normalisers(script, tmp_path):
+def test_reward_units_are_the_normalisers(script, make_checkpoint, tmp_path):
     state = torch.load(make_checkpoint(tmp_path / "c.pt"), weights_only=True)
     scale, loc = script.reward_units(state)
     # RunningMeanStd of [-3, -1, 0, -2] (plus its tiny prior): mean -1.5, variance 1.25.
     assert loc == pytest.approx(-1.5, rel=1e-3) and scale == pytest.approx(1.25**0.5, rel=1e-3)
 
 
-def test_task_without_a_state_setter_fails_clearly(script, tmp_path, monkeypatch):
+def test_task_without_a_state_setter_fails_clearly(script, make_checkpoint, tmp_path, monkeypatch):
     class Frozen:
         """A task class that cannot be restarted from an observation."""
 
