@@ -64,8 +64,10 @@ def test_option_composes_and_builds_models(utils, group, option):
         "logger": lambda: cfg.logger.backend,
         "experiment": lambda: cfg.variant,
     }
+    # env options are named after their task, except a task's variants (cartpole_balance).
+    expected = {("env", "cartpole_balance"): "cartpole"}.get((group, option), option)
     if group in selected:
-        assert selected[group]() == option
+        assert selected[group]() == expected
     specs = utils.model_specs(cfg)
     world_model, actor, critic = utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")
     assert isinstance(world_model, WORLD_MODEL_TYPES[specs["world_model"]["type"]])
@@ -97,6 +99,14 @@ def test_default_config_is_the_flow_world_model_bundle(bundles):
     # baseline is one override away (experiment=baseline).
     default = flatten(OmegaConf.to_container(compose_config(), resolve=True))
     assert default == bundles["flow_wm"]
+
+
+def test_default_task_is_the_balance_and_every_bundle_uses_the_twohot_head(bundles):
+    # Measured (docs/learning_notes.md, session 6): with the scalar head the default ends at
+    # random level on the balance task.
+    default = compose_config()
+    assert default.env.name == "cartpole" and default.env.kwargs.start_angle == 0.0
+    assert {cfg["world_model.reward_head"] for cfg in bundles.values()} == {"twohot"}
 
 
 @pytest.mark.parametrize("name", ["flow_wm", "flow_policy", "full_flow"])
