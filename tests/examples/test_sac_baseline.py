@@ -152,7 +152,7 @@ def test_bad_key_fails_with_one_line(bad_key):
         (
             "sac",
             "env=pendulum",
-            "allowed env options are ['ant', 'anymal', 'cartpole', 'humanoid']",
+            "allowed env options are ['ant', 'anymal', 'cartpole', 'cartpole_balance', 'humanoid']",
         ),
         ("sac", "world_model=flow", "unknown key 'world_model'"),
         ("sac", "algo.gamma=0.9", "unknown key 'algo.gamma'"),
