@@ -27,6 +27,8 @@ import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+from torchrl_flowmbpo.diagnostics import pearson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import load_policy
 from gradient_check import load_run, reward_units
@@ -85,9 +87,7 @@ def model_rewards(world_model, first, actions, scale: float, loc: float) -> torc
         action = actions[:, t]
         raw = world_model.reward(latent, action).reshape(-1) * scale + loc
         rewards.append(raw * survival)
-        if world_model.has_termination:
-            logit = world_model.termination_logit(latent, action).reshape(-1)
-            survival = survival * (1.0 - torch.sigmoid(logit))
+        survival = survival * world_model.continue_prob(latent, action).reshape(-1)
         latent = world_model.next(latent, action)
     return torch.stack(rewards, 1)
 
@@ -119,14 +119,13 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
         model = model_rewards(world_model, first, actions, scale, loc)
         for h in horizons:
             real_sum, model_sum = real[:, :h].sum(1), model[:, :h].sum(1)
-            corr = torch.corrcoef(torch.stack([real_sum, model_sum]))[0, 1]
             rows.append(
                 {
                     "behaviour": name,
                     "horizon": h,
                     "real": float(real_sum.mean()),
                     "model": float(model_sum.mean()),
-                    "corr": float(corr),
+                    "corr": pearson(real_sum, model_sum),
                 }
             )
     return rows
