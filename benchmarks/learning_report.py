@@ -243,15 +243,28 @@ def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]], reps: int, seed:
 def wallclock_curves(
     runs: Sequence[Run], curves: Sequence[tuple[np.ndarray, np.ndarray]], label: str
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The curves against ``time/elapsed_s`` (interpolated at their steps) of the runs with it."""
+    """The curves against ``time/elapsed_s`` (interpolated at their steps) of the runs with it.
+
+    Runs resumed before the scripts counted the evaluation of the checkpointed iteration in the
+    checkpoint's clock step back by that evaluation's seconds at each resume: the clock is made
+    monotone (running maximum), with a warning that names the largest step back.
+    """
     timed = []
     for run, (x, y) in zip(runs, curves, strict=True):
         time = run.read(TIME_METRIC)
-        if time is not None and np.all(np.diff(time[1]) >= 0):
-            timed.append((np.interp(x, *time), y))
-        else:
-            problem = "missing" if time is None else "not increasing"
-            warnings.warn(f"{label} seed{run.seed}: {TIME_METRIC} {problem}", stacklevel=2)
+        if time is None:
+            warnings.warn(f"{label} seed{run.seed}: {TIME_METRIC} missing", stacklevel=2)
+            continue
+        steps, seconds = time
+        monotone = np.maximum.accumulate(seconds)
+        step_back = float((monotone - seconds).max())
+        if step_back > 0:
+            warnings.warn(
+                f"{label} seed{run.seed}: {TIME_METRIC} steps back by up to {step_back:.1f} s "
+                "(a resume); using its running maximum",
+                stacklevel=2,
+            )
+        timed.append((np.interp(x, steps, monotone), y))
     return timed
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from config_check import check_overrides
 from reporting import plot_learning_curve
 from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
 from utils import (
+    RunClock,
     check_schedule,
     count_iterations,
     make_collector,
@@ -199,8 +199,8 @@ def main(cfg: DictConfig) -> None:
         init_random_frames=cfg.collector.init_random_frames if fresh else 0,
     )
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
-    start_time, start_frames = time.perf_counter(), counters["frames"]
-    elapsed_before = counters["elapsed_s"]  # wall-clock of earlier sessions of a resumed run
+    start_frames = counters["frames"]
+    clock = RunClock(counters)
     eval_stats: dict[str, float] = {}
     last_return = float("nan")
     for data in collector:
@@ -260,14 +260,12 @@ def main(cfg: DictConfig) -> None:
             scheduler.step()
         counters["iteration"] += 1
         iteration = counters["iteration"]
-        elapsed = time.perf_counter() - start_time
-        counters["elapsed_s"] = elapsed_before + elapsed
-        metrics["time/elapsed_s"] = counters["elapsed_s"]
+        metrics["time/elapsed_s"] = clock.tick()
         metrics.update({f"world_model/{k}": v for k, v in wm_metrics.items()})
         metrics["loss/world_model"] = wm_metrics["loss"]
         metrics["loss/actor"] = metrics["actor/loss_actor"]
         metrics["loss/value"] = metrics["critic/loss_value"]
-        metrics["time/fps"] = (counters["frames"] - start_frames) / elapsed
+        metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
         metrics["train/reward_scale"] = float(reward_norm.scale)
         metrics["world_model/term_pos_weight"] = float(wm_loss.term_pos_weight)
         metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
@@ -303,6 +301,7 @@ def main(cfg: DictConfig) -> None:
             value=f"{metrics['loss/value']:.3f}",
         )
         if iteration % cfg.checkpoint.interval == 0:
+            clock.tick()  # the evaluation above included: a resume never steps back
             checkpoint()
     progress.close()
     collector.shutdown()
@@ -314,6 +313,7 @@ def main(cfg: DictConfig) -> None:
         if logger is not None:
             for name, value in eval_metrics(eval_stats).items():
                 logger.log_scalar(name, value, step=counters["frames"])
+    clock.tick()
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)

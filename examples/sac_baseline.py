@@ -13,7 +13,6 @@ same run directory (``hydra.run.dir=...``) resumes from its latest checkpoint.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import hydra
@@ -37,7 +36,7 @@ from sac_utils import (
     make_replay_buffer,
     update,
 )
-from utils import make_collector, make_logger, make_task_env
+from utils import RunClock, make_collector, make_logger, make_task_env
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="sac")
@@ -130,9 +129,8 @@ def main(cfg: DictConfig) -> None:
         else None
     )
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
-    start_time, start_frames = time.perf_counter(), counters["frames"]
-    # Training wall-clock (set-up excluded), as pwm_flow.py: continued across resumes.
-    elapsed_before = counters["elapsed_s"]
+    start_frames = counters["frames"]
+    clock = RunClock(counters)
     eval_stats: dict[str, float] = {}
     for data in collector if collector is not None else ():
         frames = data.numel()
@@ -155,10 +153,8 @@ def main(cfg: DictConfig) -> None:
             metrics["sac/alpha"] = float(mean["alpha"])
             metrics["sac/entropy"] = float(mean["entropy"])
         counters["iteration"] += 1
-        elapsed = time.perf_counter() - start_time
-        counters["elapsed_s"] = elapsed_before + elapsed
-        metrics["time/fps"] = (counters["frames"] - start_frames) / elapsed
-        metrics["time/elapsed_s"] = counters["elapsed_s"]
+        metrics["time/elapsed_s"] = clock.tick()
+        metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
         if cfg.eval.interval and counters["iteration"] % cfg.eval.interval == 0:
             eval_stats = evaluate()
             metrics.update(eval_metrics(eval_stats))
@@ -170,6 +166,7 @@ def main(cfg: DictConfig) -> None:
                 q=f"{metrics['loss/qvalue']:.3f}", alpha=f"{metrics['sac/alpha']:.3f}"
             )
         if counters["iteration"] % cfg.checkpoint.interval == 0:
+            clock.tick()  # the evaluation above included: a resume never steps back
             checkpoint()
     progress.close()
     if collector is not None:
@@ -181,6 +178,7 @@ def main(cfg: DictConfig) -> None:
     if last_eval != counters["frames"]:
         history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
         log(eval_metrics(eval_stats))
+    clock.tick()
     path = checkpoint()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)

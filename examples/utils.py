@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import torch
@@ -229,3 +230,32 @@ def count_iterations(cfg: DictConfig) -> int:
     frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
     learn_frames = max(cfg.collector.total_frames - cfg.collector.init_random_frames, 0)
     return math.ceil(learn_frames / frames_per_batch)
+
+
+class RunClock:
+    """Training wall-clock of a run in ``counters["elapsed_s"]``, continued across resumes.
+
+    Starts when built (set-up excluded). Call :meth:`tick` before logging and before every
+    checkpoint, so a resumed run starts from the time of its checkpoint, evaluations included,
+    and its logged clock never steps back.
+
+    Examples:
+        >>> counters = {"elapsed_s": 12.0}
+        >>> clock = RunClock(counters)
+        >>> clock.tick() >= 12.0 and counters["elapsed_s"] >= 12.0
+        True
+    """
+
+    def __init__(self, counters: dict[str, Any]) -> None:
+        self.counters = counters
+        self.before = counters["elapsed_s"]  # wall-clock of earlier sessions of a resumed run
+        self.start = time.perf_counter()
+
+    def session_s(self) -> float:
+        """Seconds since this session's clock started."""
+        return time.perf_counter() - self.start
+
+    def tick(self) -> float:
+        """Updates and returns the run's total training seconds."""
+        self.counters["elapsed_s"] = self.before + self.session_s()
+        return self.counters["elapsed_s"]

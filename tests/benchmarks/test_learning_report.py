@@ -46,11 +46,13 @@ def runs(tmp_path: Path) -> Path:
                 "time/elapsed_s": [(step, step / 100) for step in range(500, 5001, 500)],
             },
         )
-    # ant/flow_wm, no episode length: seed1 stops 1000 frames early and is untimed.
+    # ant/flow_wm, no episode length: seed1 stops 1000 frames early and is untimed; seed0's
+    # clock steps back by 4 s at 3000 (a resume of the old scripts): its running maximum, 30 s.
     for seed, last in ((0, 5000), (1, 4000)):
         metrics = {"eval/return": [(step, step / 1000 + seed) for step in STEPS if step <= last]}
         if seed == 0:
-            metrics["time/elapsed_s"] = [(step, step / 100) for step in STEPS]
+            clock = [(1000, 10), (2000, 20), (2500, 30), (3000, 26), (4000, 40), (5000, 50)]
+            metrics["time/elapsed_s"] = clock
         write_run(root, "ant", "flow_wm", seed, metrics)
     # anymal/baseline: one untimed seed.
     write_run(root, "anymal", "baseline", 0, {"eval/return": [(1000, -5.0), (2000, -1.0)]})
@@ -126,6 +128,7 @@ def test_report_table_curves_and_data_copy(report, runs, tmp_path):
     assert flow.wallclock.seeds == 1
     np.testing.assert_allclose(flow.wallclock.x, [10, 20, 30, 40])
     assert "ant/flow_wm seed1: time/elapsed_s missing" in messages
+    assert "ant/flow_wm seed0: time/elapsed_s steps back by up to 4.0 s" in " ".join(messages)
     assert any("seed1 only to 4,000" in m for m in messages)
     assert any("anymal: no time/elapsed_s; wall-clock plot skipped" in m for m in messages)
 

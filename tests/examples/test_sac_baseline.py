@@ -136,6 +136,9 @@ def test_rerun_resumes_counters_optimizers_and_logs(resumed, read_scalars):
     steps, elapsed = read_scalars(log_dir / "scalars" / "time/elapsed_s.csv")
     assert steps == [64.0 * i for i in range(1, 15)]
     assert all(b > a for a, b in itertools.pairwise(elapsed))
+    # The checkpoint's clock includes the evaluation after its logged clock: no step back.
+    for counters in (before["counters"], after["counters"]):
+        assert counters["elapsed_s"] > elapsed[steps.index(counters["frames"])]
 
 
 def test_bad_key_fails_with_one_line(bad_key):
