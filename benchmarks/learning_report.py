@@ -41,10 +41,12 @@ from rliable import metrics as rly_metrics
 LOG_NAME = re.compile(r"^(?P<variant>.+)_(?P<task>[^_]+)_seed(?P<seed>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 TIME_METRIC = "time/elapsed_s"
-# What --copy-data keeps besides the reported metric and its episode length.
+# What --copy-data keeps besides the reported metric and its episode length (the forward
+# velocity tells walking from standing on the locomotion tasks).
 COPIED_METRICS = [
     TIME_METRIC,
     *(f"{ns}/{name}" for ns in ("train", "eval") for name in ("return", "episode_length")),
+    "eval/forward_velocity",
 ]
 COLLAPSE_RULE = (
     "a seed is **collapsed** when final_s < base + f · (best − base), with base = min over the "

@@ -43,6 +43,7 @@ def runs(tmp_path: Path) -> Path:
             {
                 "eval/return": list(zip(STEPS, returns, strict=True)),
                 "eval/episode_length": [(step, 100 * (seed + 1)) for step in STEPS],
+                "eval/forward_velocity": [(step, 0.1 * seed) for step in STEPS],
                 "time/elapsed_s": [(step, step / 100) for step in range(500, 5001, 500)],
             },
         )
@@ -150,6 +151,7 @@ def test_report_table_curves_and_data_copy(report, runs, tmp_path):
     copied = tmp_path / "data" / "ant" / "baseline" / "seed3"
     assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*.csv")) == [
         "eval/episode_length.csv",
+        "eval/forward_velocity.csv",
         "eval/return.csv",
         "time/elapsed_s.csv",
     ]
