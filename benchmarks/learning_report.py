@@ -41,12 +41,23 @@ from rliable import metrics as rly_metrics
 LOG_NAME = re.compile(r"^(?P<variant>.+)_(?P<task>[^_]+)_seed(?P<seed>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 TIME_METRIC = "time/elapsed_s"
+# The model-exploitation diagnostics summarised by diagnostics_table.py (docs/metrics.md).
+DIAGNOSTIC_METRICS = {
+    "diagnostics/reward_corr_mean": "reward corr over H",
+    "diagnostics/horizon_corr": "H-step return corr",
+    "diagnostics/latent_error_last": "latent error at H",
+    "diagnostics/termination_ratio": "termination pred / obs",
+    "diagnostics/critic_corr": "critic corr",
+    "diagnostics/critic_bias": "critic bias",
+    "diagnostics/exploitation_gap_per_step": "exploitation gap / step",
+}
 # What --copy-data keeps besides the reported metric and its episode length (the forward
 # velocity tells walking from standing on the locomotion tasks).
 COPIED_METRICS = [
     TIME_METRIC,
     *(f"{ns}/{name}" for ns in ("train", "eval") for name in ("return", "episode_length")),
     "eval/forward_velocity",
+    *DIAGNOSTIC_METRICS,
 ]
 COLLAPSE_RULE = (
     "a seed is **collapsed** when final_s < base + f · (best − base), with base = min over the "
