@@ -80,7 +80,7 @@ class PWMUpdater:
         total = _loss_sum(losses)
         metrics = {key: float(value.detach()) for key, value in losses.items()}
         metrics["grad_norm"] = self._step("world_model", total)
-        metrics["loss"] = float(total)
+        metrics["loss"] = float(total.detach())
         return metrics
 
     def actor_critic_step(
