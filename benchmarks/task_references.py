@@ -1,4 +1,5 @@
-"""Reference returns of trivial behaviours on the tasks: zero action and uniform random actions.
+"""Reference returns of scripted behaviours on the tasks: zero action, uniform random actions
+and the task's reference controllers (``torchrl_flowmbpo.envs.controllers``, e.g. the Ant trot).
 
 Learning curves mean little without them: a motionless Ant already earns ~1,250 per episode.
 For each task and behaviour, ``--num-envs`` worlds run one full episode each (the first episode
@@ -21,27 +22,33 @@ from tensordict import TensorDictBase
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
 from torchrl_flowmbpo.envs import TASKS, make_env
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 
 BEHAVIOURS = ("zero", "random")
 
 
 def first_episodes(
-    env: EnvBase, behaviour: str, max_steps: int
+    env: EnvBase, task: str, behaviour: str, max_steps: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns and lengths ``[num_envs]`` of every world's first episode under ``behaviour``.
+    """Returns and lengths ``[num_envs]`` of every world's first episode under ``behaviour``:
+    ``"zero"``, ``"random"`` or a reference controller of ``task``.
 
     Raises:
         ValueError: an unknown behaviour, or a world whose episode outlasts ``max_steps``.
     """
-    if behaviour not in BEHAVIOURS:
-        raise ValueError(f"behaviour {behaviour!r}: allowed {BEHAVIOURS}")
+    controllers = REFERENCE_CONTROLLERS.get(task, {})
+    if behaviour not in (*BEHAVIOURS, *controllers):
+        raise ValueError(f"behaviour {behaviour!r}: allowed {(*BEHAVIOURS, *controllers)}")
     env = TransformedEnv(env, RewardSum())
+    controller = controllers[behaviour]() if behaviour in controllers else None
 
-    def zero(td: TensorDictBase) -> TensorDictBase:
-        return td.set("action", torch.zeros(env.action_spec.shape))
+    def act(td: TensorDictBase) -> TensorDictBase:
+        if controller is None:
+            return td.set("action", torch.zeros(env.action_spec.shape))
+        return td.set("action", controller(td.get("observation")))
 
     rollout = env.rollout(
-        max_steps, zero if behaviour == "zero" else None, break_when_any_done=False
+        max_steps, None if behaviour == "random" else act, break_when_any_done=False
     )
     done = rollout["next", "done"].squeeze(-1)  # [num_envs, T]
     if not done.any(-1).all():
@@ -68,10 +75,10 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
     rows = []
     print("| task | behaviour | return (mean ± std) | episode length |\n|---|---|---|---|")
     for task in args.tasks:
-        for behaviour in BEHAVIOURS:
+        for behaviour in (*BEHAVIOURS, *REFERENCE_CONTROLLERS.get(task, {})):
             env = make_env(task, num_envs=args.num_envs, seed=args.seed, **kwargs)
             steps = env.episode_length
-            returns, lengths = first_episodes(env, behaviour, max_steps=steps)
+            returns, lengths = first_episodes(env, task, behaviour, max_steps=steps)
             row = (task, behaviour, float(returns.mean()), float(returns.std(correction=0)))
             rows.append((*row, float(lengths.mean())))
             print(

@@ -7,8 +7,9 @@ From the task's own start states (``envs`` fresh resets), each reference behavio
 real task; its actions are replayed open loop in the world model from the encoded first
 observation, and the sums of raw rewards over the first ``h`` steps are compared. Behaviours:
 ``zero`` (a = 0), ``random`` (uniform in [-1, 1]), ``policy`` (the checkpoint's deterministic
-actor, closed loop on real observations) and, on the cartpole, ``pd`` (a hand-tuned PD balancer
-of the upright pole). A model whose ranking of these differs from the simulator's misleads the
+actor, closed loop on real observations) and the task's scripted reference controllers
+(``torchrl_flowmbpo.envs.controllers``: the cartpole's PD balancer ``pd``, the Ant's open-loop
+``trot``). A model whose ranking of these differs from the simulator's misleads the
 actor however well it fits the replay data on average (docs/learning_notes.md, session 6: a
 scalar reward head that rated a falling policy above the PD balancer).
 
@@ -28,6 +29,7 @@ from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_flowmbpo.diagnostics import pearson
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import load_policy
@@ -35,17 +37,6 @@ from gradient_check import load_run, reward_units
 from utils import make_task_env
 
 Behaviour = Callable[[torch.Tensor], torch.Tensor]
-
-
-def cartpole_pd(obs: torch.Tensor) -> torch.Tensor:
-    """PD balancer of the upright pole (obs ``[x, sin θ, cos θ, ẋ, θ̇]``; −1.2 per episode)."""
-    theta = torch.atan2(obs[..., 1], obs[..., 2])
-    force = -4.0 * theta - obs[..., 4] + 0.3 * obs[..., 0] + 0.5 * obs[..., 3]
-    return force.clamp(-1.0, 1.0).unsqueeze(-1)
-
-
-#: Scripted controllers of a task, added to the generic behaviours.
-TASK_BEHAVIOURS: dict[str, dict[str, Behaviour]] = {"cartpole": {"pd": cartpole_pd}}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -110,9 +101,10 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
             2 * torch.rand(*obs.shape[:1], action_dim, generator=generator, device=obs.device) - 1
         ),
         "policy": act,
-        **TASK_BEHAVIOURS.get(state["specs"]["env"]["name"], {}),
     }
     rows = []
+    controllers = REFERENCE_CONTROLLERS.get(state["specs"]["env"]["name"], {})
+    behaviours.update({name: make() for name, make in controllers.items()})
     for name, behaviour in behaviours.items():
         env.set_seed(seed)  # every behaviour from the same start states
         first, actions, real = real_rollout(env, behaviour, max(horizons))

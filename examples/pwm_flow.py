@@ -33,6 +33,7 @@ from torchrl_flowmbpo.diagnostics import (
     scalar_metrics,
     termination_calibration,
 )
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.recipes import PWMUpdater, find_latest_checkpoint, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -40,6 +41,7 @@ from config_check import check_overrides
 from reporting import plot_learning_curve
 from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
 from utils import (
+    ControllerPrefill,
     RunClock,
     check_schedule,
     count_iterations,
@@ -191,12 +193,18 @@ def main(cfg: DictConfig) -> None:
 
     fresh = counters["frames"] == 0
     buffer_frames = 0
+    init_frames = cfg.collector.init_random_frames if fresh else 0
+    sampling_policy = policy
+    if cfg.collector.init_controller is not None and init_frames:
+        controller = REFERENCE_CONTROLLERS[specs["env"]["name"]][cfg.collector.init_controller]
+        sampling_policy = ControllerPrefill(policy, controller(), frames=init_frames)
+        init_frames = 0  # the controller, not uniform random actions, fills them
     collector = make_collector(
         env,
-        policy,
+        sampling_policy,
         frames_per_batch=cfg.env.num_envs * horizon,
         total_frames=max(cfg.collector.total_frames - counters["frames"], 1),
-        init_random_frames=cfg.collector.init_random_frames if fresh else 0,
+        init_random_frames=init_frames,
     )
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
     start_frames = counters["frames"]

@@ -8,14 +8,15 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tensordict import TensorDict
-from tensordict.nn import TensorDictSequential
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
 from torchrl.record.loggers import get_logger
 
 from torchrl_flowmbpo.envs import make_env
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, Controller
 from torchrl_flowmbpo.modules import encoder_operator
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import (
@@ -209,6 +210,13 @@ def check_schedule(cfg: DictConfig) -> None:
         not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0
     ):
         problems.append(f"algo.term_pos_weight={weight!r} must be a positive number or 'balanced'")
+    controller = cfg.collector.init_controller
+    allowed = sorted(REFERENCE_CONTROLLERS.get(cfg.env.name, {}))
+    if controller is not None and controller not in allowed:
+        problems.append(
+            f"collector.init_controller={controller!r} is not a reference controller of task "
+            f"{cfg.env.name!r} (allowed: {allowed or 'none'}; null: uniform random actions)"
+        )
     tolerance = cfg.diagnostics.critic_tail_tolerance
     if not 0 <= tolerance < 1:
         problems.append(
@@ -259,3 +267,34 @@ class RunClock:
         """Updates and returns the run's total training seconds."""
         self.counters["elapsed_s"] = self.before + self.session_s()
         return self.counters["elapsed_s"]
+
+
+class ControllerPrefill(TensorDictModuleBase):
+    """The sampling policy, with its actions replaced by a scripted controller's for the first
+    ``frames`` env frames (``collector.init_controller``; the policy still runs, so the
+    collector sees the same keys throughout).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from tensordict.nn import TensorDictModule
+        >>> policy = TensorDictModule(lambda o: o[..., :1] * 0, ["observation"], ["action"])
+        >>> prefill = ControllerPrefill(policy, lambda o: o[..., :1] + 1, frames=4)
+        >>> td = TensorDict(observation=torch.zeros(2, 3), batch_size=[2])
+        >>> [float(prefill(td.clone())["action"][0]) for _ in range(3)]
+        [1.0, 1.0, 0.0]
+    """
+
+    def __init__(self, policy: TensorDictModuleBase, controller: Controller, frames: int) -> None:
+        super().__init__()
+        self.policy, self.controller, self.frames = policy, controller, frames
+        self.in_keys, self.out_keys = policy.in_keys, policy.out_keys
+        self.frames_done = 0
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        tensordict = self.policy(tensordict)
+        if self.frames_done < self.frames:
+            action = self.controller(tensordict.get("observation"))
+            tensordict.set("action", action.to(tensordict.get("action")))
+            self.frames_done += tensordict.numel()
+        return tensordict

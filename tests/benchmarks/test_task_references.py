@@ -28,7 +28,7 @@ def references(load_script):
 )
 def test_first_episode_return_is_the_sum_up_to_its_first_done(references, task, kwargs, steps):
     returns, lengths = references.first_episodes(
-        make_env(task, num_envs=3, seed=5, **kwargs), "zero", max_steps=steps
+        make_env(task, num_envs=3, seed=5, **kwargs), task, "zero", max_steps=steps
     )
     env = make_env(task, num_envs=3, seed=5, **kwargs)
     td = env.reset()
@@ -48,10 +48,10 @@ def test_first_episode_return_is_the_sum_up_to_its_first_done(references, task, 
 
 def test_bad_behaviour_and_unfinished_episodes_are_errors(references):
     env = make_env("cartpole", num_envs=2, seed=0, episode_length=10)
-    with pytest.raises(ValueError, match="behaviour 'still': allowed"):
-        references.first_episodes(env, "still", max_steps=10)
+    with pytest.raises(ValueError, match=r"behaviour 'still': allowed \('zero', 'random', 'pd'\)"):
+        references.first_episodes(env, "cartpole", "still", max_steps=10)
     with pytest.raises(ValueError, match="2 worlds ran 5 steps without done"):
-        references.first_episodes(env, "zero", max_steps=5)
+        references.first_episodes(env, "cartpole", "zero", max_steps=5)
 
 
 def test_main_prints_a_row_per_task_and_behaviour(references, capsys):
@@ -59,6 +59,7 @@ def test_main_prints_a_row_per_task_and_behaviour(references, capsys):
     assert [(task, behaviour) for task, behaviour, *_ in rows] == [
         ("cartpole", "zero"),
         ("cartpole", "random"),
+        ("cartpole", "pd"),
     ]
     assert all(length == 8 for *_, length in rows)
     assert "| cartpole | zero |" in capsys.readouterr().out

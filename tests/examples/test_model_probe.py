@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchrl_flowmbpo.envs.controllers import cartpole_pd
 from torchrl_flowmbpo.recipes import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "model_probe.py"
@@ -31,7 +32,7 @@ def test_cartpole_pd_balancer_holds_the_pole_up(script):
     env = script.make_task_env(
         {"name": "cartpole", "kwargs": {"start_angle": 0.0}}, num_envs=ENVS, device="cpu", seed=3
     )
-    _, _, rewards = script.real_rollout(env, script.cartpole_pd, 240)
+    _, _, rewards = script.real_rollout(env, cartpole_pd, 240)
     # A whole episode: about -1.2 (docs/tasks.md); zero action earns about -400.
     assert -5.0 < float(rewards.sum(1).mean()) <= 0.0
 

@@ -58,6 +58,11 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
             "diagnostics.critic_tail_tolerance=1.0 must be in [0, 1)",
         ),
         (
+            "collector.init_controller=trot",
+            "collector.init_controller='trot' is not a reference controller of task 'cartpole' "
+            "(allowed: ['pd']",
+        ),
+        (
             "experiment=flow_wm world_model.grad_checkpoint=maybe",
             "grad_checkpoint must be a bool, got 'maybe'",
         ),
