@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["ant"], choices=sorted(TASKS))
     parser.add_argument("--num-envs", type=int, default=64, help="worlds, one episode each")
-    parser.add_argument("--seed", type=int, default=3, help="seed of the envs' reset noise")
+    parser.add_argument(
+        "--seed", type=int, default=3, help="seed of reset noise and random actions"
+    )
     parser.add_argument(
         "--episode-length", type=int, help="task episode_length (default: the task's)"
     )
@@ -71,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
     if args.num_envs < 1:
         parser.error(f"--num-envs {args.num_envs}: must be >= 1")
     torch.set_num_threads(1)
+    torch.manual_seed(args.seed)  # the random behaviour draws from torch's global generator
     kwargs = {} if args.episode_length is None else {"episode_length": args.episode_length}
     rows = []
     print("| task | behaviour | return (mean ± std) | episode length |\n|---|---|---|---|")
