@@ -41,7 +41,6 @@ from config_check import check_overrides
 from reporting import plot_learning_curve
 from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
 from utils import (
-    ControllerPrefill,
     RunClock,
     check_schedule,
     count_iterations,
@@ -58,6 +57,7 @@ from utils import (
     model_specs,
     sample_start_observations,
 )
+from warm_start import ControllerPrefill, behaviour_cloning_step
 
 #: Keys the collector's policy writes that no loss reads.
 POLICY_OUTPUTS = ("latent", "loc", "scale", "cond")
@@ -257,6 +257,10 @@ def main(cfg: DictConfig) -> None:
                 world_model_step()
             # The first actor steps follow the critic's gradient at z_H: fit it to the initial
             # policy first, so they do not follow a random network.
+            for _ in tqdm(range(algo.actor_bc_steps), desc="actor cloning", leave=False):
+                behaviour_cloning_step(
+                    world_model, actor, optimizers["actor"], replay_buffer.sample()
+                )
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
                 updater.actor_critic_step(sample_start_states(), update_actor=False)
             counters["wm_warmed_up"] = True

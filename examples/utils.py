@@ -8,15 +8,15 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from tensordict import TensorDict
+from tensordict.nn import TensorDictSequential
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
 from torchrl.record.loggers import get_logger
 
 from torchrl_flowmbpo.envs import make_env
-from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, Controller
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.modules import encoder_operator
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import (
@@ -198,6 +198,8 @@ def check_schedule(cfg: DictConfig) -> None:
         problems.append(f"algo.actor_updates_per_iter={algo.actor_updates_per_iter} must be >= 1")
     if algo.critic_warmup_steps < 0:
         problems.append(f"algo.critic_warmup_steps={algo.critic_warmup_steps} must be >= 0")
+    if algo.actor_bc_steps < 0:
+        problems.append(f"algo.actor_bc_steps={algo.actor_bc_steps} must be >= 0")
     if algo.actor_batch is not None and algo.actor_batch < 1:
         problems.append(f"algo.actor_batch={algo.actor_batch} must be >= 1 (null: env.num_envs)")
     if algo.entropy_coef > 0 and cfg.actor.type != "gaussian":
@@ -267,34 +269,3 @@ class RunClock:
         """Updates and returns the run's total training seconds."""
         self.counters["elapsed_s"] = self.before + self.session_s()
         return self.counters["elapsed_s"]
-
-
-class ControllerPrefill(TensorDictModuleBase):
-    """The sampling policy, with its actions replaced by a scripted controller's for the first
-    ``frames`` env frames (``collector.init_controller``; the policy still runs, so the
-    collector sees the same keys throughout).
-
-    Examples:
-        >>> import torch
-        >>> from tensordict import TensorDict
-        >>> from tensordict.nn import TensorDictModule
-        >>> policy = TensorDictModule(lambda o: o[..., :1] * 0, ["observation"], ["action"])
-        >>> prefill = ControllerPrefill(policy, lambda o: o[..., :1] + 1, frames=4)
-        >>> td = TensorDict(observation=torch.zeros(2, 3), batch_size=[2])
-        >>> [float(prefill(td.clone())["action"][0]) for _ in range(3)]
-        [1.0, 1.0, 0.0]
-    """
-
-    def __init__(self, policy: TensorDictModuleBase, controller: Controller, frames: int) -> None:
-        super().__init__()
-        self.policy, self.controller, self.frames = policy, controller, frames
-        self.in_keys, self.out_keys = policy.in_keys, policy.out_keys
-        self.frames_done = 0
-
-    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
-        tensordict = self.policy(tensordict)
-        if self.frames_done < self.frames:
-            action = self.controller(tensordict.get("observation"))
-            tensordict.set("action", action.to(tensordict.get("action")))
-            self.frames_done += tensordict.numel()
-        return tensordict

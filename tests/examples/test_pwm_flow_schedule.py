@@ -46,6 +46,7 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
     [
         ("algo.actor_updates_per_iter=0", "algo.actor_updates_per_iter=0"),
         ("algo.critic_warmup_steps=-1", "algo.critic_warmup_steps=-1"),
+        ("algo.actor_bc_steps=-3", "algo.actor_bc_steps=-3 must be >= 0"),
         ("algo.entropy_coef=-0.5", "entropy_coef must be >= 0, got -0.5"),
         ("algo.actor_batch=-2", "algo.actor_batch=-2 must be >= 1"),
         ("actor=flow", "algo.entropy_coef=0.1 needs actor=gaussian (actor=flow has no density)"),

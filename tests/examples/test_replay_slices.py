@@ -11,7 +11,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from tensordict import TensorDict
-from tensordict.nn import TensorDictModule
 
 from torchrl_flowmbpo.modules.models import PWMWorldModel
 from torchrl_flowmbpo.objectives import WorldModelLoss
@@ -104,21 +103,3 @@ def test_actor_start_states_are_slice_starts(utils, buffer, count):
     assert steps <= set(range(EPISODE - H + 1))
     if count > 100:
         assert steps == set(range(EPISODE - H + 1))
-
-
-def test_controller_prefill_replaces_actions_for_its_frames_only(utils):
-    policy = TensorDictModule(lambda obs: obs[..., :2] * 0 - 0.5, ["observation"], ["action"])
-    calls = []
-
-    def controller(obs: torch.Tensor) -> torch.Tensor:
-        calls.append(obs.shape[0])
-        return torch.full((obs.shape[0], 2), 0.25)
-
-    prefill = utils.ControllerPrefill(policy, controller, frames=6)
-    actions = []
-    for _ in range(4):  # batches of 3 envs: frames 0-2 and 3-5 scripted, then the policy
-        td = prefill(TensorDict(observation=torch.ones(3, 4), batch_size=[3]))
-        actions.append(float(td["action"].unique()))
-    assert actions == [0.25, 0.25, -0.5, -0.5]
-    assert calls == [3, 3] and prefill.frames_done == 6
-    assert (prefill.in_keys, prefill.out_keys) == (["observation"], ["action"])
