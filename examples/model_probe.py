@@ -102,9 +102,9 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
         ),
         "policy": act,
     }
-    rows = []
     controllers = REFERENCE_CONTROLLERS.get(state["specs"]["env"]["name"], {})
     behaviours.update({name: make() for name, make in controllers.items()})
+    rows = []
     for name, behaviour in behaviours.items():
         env.set_seed(seed)  # every behaviour from the same start states
         first, actions, real = real_rollout(env, behaviour, max(horizons))

@@ -255,12 +255,12 @@ def main(cfg: DictConfig) -> None:
         if not counters["wm_warmed_up"]:
             for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
                 world_model_step()
-            # The first actor steps follow the critic's gradient at z_H: fit it to the initial
-            # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.actor_bc_steps), desc="actor cloning", leave=False):
                 behaviour_cloning_step(
                     world_model, actor, optimizers["actor"], replay_buffer.sample()
                 )
+            # The first actor steps follow the critic's gradient at z_H: fit it to the initial
+            # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
                 updater.actor_critic_step(sample_start_states(), update_actor=False)
             counters["wm_warmed_up"] = True
