@@ -4,7 +4,8 @@ Builds one configuration exactly as ``benchmarks/update_step.py`` does (same net
 optimisers for ``ours`` and ``plain``), runs one warm-up iteration per path, then profiles one
 iteration per path and prints the operators with the largest self CPU time (and self CUDA time
 on a GPU), plus each path's total number of operator calls: the TensorDict/TorchRL overhead
-shows up as extra calls and as Python-side time between kernels.
+shows up as extra calls and as Python-side time between kernels; scalar reads
+(``aten::_local_scalar_dense``: ``item``, ``float``, ``bool`` of a tensor) are host syncs on a GPU.
 
 Usage:
     python benchmarks/profile_update_step.py --config mlp --device cuda
@@ -62,7 +63,12 @@ def main() -> None:
                 torch.cuda.synchronize()
         events = prof.key_averages()
         calls = sum(event.count for event in events)
-        print(f"=== {args.config} ({args.size}, {args.device}) — {name}: {calls:,} operator calls")
+        # Every scalar read (item, float, bool, tolist of a CUDA tensor) waits for the GPU.
+        syncs = sum(event.count for event in events if event.key == "aten::_local_scalar_dense")
+        print(
+            f"=== {args.config} ({args.size}, {args.device}) — {name}: {calls:,} operator calls, "
+            f"{syncs:,} scalar reads"
+        )
         print(events.table(sort_by=args.sort, row_limit=args.rows, max_name_column_width=48))
 
 

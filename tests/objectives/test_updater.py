@@ -1,9 +1,11 @@
-"""PWMUpdater: which parameters each step moves, critic warm-up, the entropy term in the step."""
+"""PWMUpdater: which parameters each step moves, critic warm-up, the entropy term in the step,
+and how often a step reads a scalar back from the device."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import PWMUpdater
@@ -71,3 +73,50 @@ def test_actor_step_includes_entropy_term(models):
     metrics = updater.actor_critic_step(starts)
     assert metrics["actor/grad_norm"] == pytest.approx(float(expected), rel=1e-5)
     assert metrics["actor/loss_entropy"] == pytest.approx(-metrics["actor/entropy"])
+
+
+class _ScalarReads(TorchDispatchMode):
+    """Counts scalar reads (``item``/``float``/``bool`` of a tensor): host syncs on a GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _sgd_updater(models):
+    # SGD: Adam reads its step counter once per parameter, which is not the updater's doing.
+    updater, modules = _updater(models)
+    updater.optimizers = {n: torch.optim.SGD(m.parameters(), lr=1e-3) for n, m in modules.items()}
+    return updater
+
+
+def test_world_model_step_reads_two_scalars_whatever_the_metrics(models):
+    # The batch check and the grad-norm check; the metrics cross to the host in one tolist().
+    updater = _sgd_updater(models)
+    with _ScalarReads() as reads:
+        metrics = updater.world_model_step(models.slices())
+    assert len(metrics) > 5
+    assert all(type(value) is float for value in metrics.values())
+    assert metrics["loss"] == pytest.approx(
+        sum(value for key, value in metrics.items() if key.startswith("loss_"))
+    )
+    assert reads.count == 2
+
+
+@pytest.mark.parametrize("iterations", [1, 3])
+def test_critic_steps_read_two_scalars_each(models, iterations):
+    # Per critic step: the minibatch check and the grad-norm check, no per-step metric reads.
+    updater = _sgd_updater(models)
+    starts = models.starts()
+    counts = {}
+    for n in (iterations, iterations + 1):
+        updater.critic_iterations = n
+        with _ScalarReads() as reads:
+            updater.actor_critic_step(starts)
+        counts[n] = reads.count
+    assert counts[iterations + 1] - counts[iterations] == 2 * updater.critic_minibatches

@@ -111,6 +111,12 @@ class PWMValueLoss(LossModule):
             return self.target_critic_network_params
         return self.critic_network_params
 
+    @property
+    def minibatch_keys(self) -> list[NestedKey]:
+        """Keys :meth:`forward` reads from a batch whose targets are already computed."""
+        keys = self.tensor_keys
+        return [keys.latent, keys.value_target, keys.survival]
+
     @torch.no_grad()
     def compute_value_targets(self, trajectory: TensorDictBase) -> TensorDictBase:
         """Writes the TD target ``G_t`` under ``value_target`` of a ``[..., H]`` trajectory."""
@@ -142,8 +148,10 @@ class PWMValueLoss(LossModule):
         with self.critic_network_params.to_module(self.critic_network):
             members = self.critic_network(td).get(keys.members)
         target = tensordict.get(keys.value_target).detach().unsqueeze(-2)
-        weight = tensordict.get(keys.survival, default=torch.ones_like(target[..., 0, :]))
-        error = (members - target).pow(2) * weight.detach().unsqueeze(-2)
+        error = (members - target).pow(2)
+        weight = tensordict.get(keys.survival, None)
+        if weight is not None:
+            error = error * weight.detach().unsqueeze(-2)
         return TensorDict(
             {
                 "loss_value": error.mean(),

@@ -1,6 +1,8 @@
 """One PWM update: actor step, critic steps, world-model steps (algorithm.md §11).
 
-Metrics come back as Python floats, so no tensor (or graph) outlives an update.
+Metrics come back as Python floats, so no tensor (or graph) outlives an update. They stay on the
+device until the end of each call and cross to the host in one transfer: on a GPU every
+``float(tensor)`` is a sync that stalls the stream.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ __all__ = ["PWMUpdater"]
 
 def _loss_sum(losses: TensorDictBase) -> torch.Tensor:
     return sum(value for key, value in losses.items() if key.startswith("loss_"))
+
+
+def _to_floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors to floats with a single device-to-host copy."""
+    values = torch.stack([value.detach().reshape(()) for value in metrics.values()])
+    return dict(zip(metrics, values.tolist(), strict=True))
 
 
 class PWMUpdater:
@@ -59,7 +67,8 @@ class PWMUpdater:
         )
         self.skipped_steps = {name: 0 for name in optimizers}
 
-    def _step(self, name: str, loss: torch.Tensor) -> float:
+    def _step(self, name: str, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, clip and step; returns the (pre-clip) gradient norm as a tensor."""
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -72,16 +81,16 @@ class PWMUpdater:
             self.skipped_steps[name] += 1
         else:
             optimizer.step()
-        return float(grad_norm)
+        return grad_norm
 
     def world_model_step(self, batch: TensorDictBase) -> dict[str, float]:
         """One world-model step on ``[B, H]`` replay slices."""
         losses = self.wm_loss(batch)
         total = _loss_sum(losses)
-        metrics = {key: float(value.detach()) for key, value in losses.items()}
+        metrics = dict(losses.items())
         metrics["grad_norm"] = self._step("world_model", total)
-        metrics["loss"] = float(total.detach())
-        return metrics
+        metrics["loss"] = total
+        return _to_floats(metrics)
 
     def actor_critic_step(
         self, start: TensorDictBase, *, update_actor: bool = True
@@ -93,10 +102,12 @@ class PWMUpdater:
         """
         with torch.set_grad_enabled(update_actor):
             losses, trajectory = self.actor_loss(start)
-        metrics = {f"actor/{key}": float(value.detach()) for key, value in losses.items()}
+        metrics = {f"actor/{key}": value for key, value in losses.items()}
         if update_actor:
             metrics["actor/grad_norm"] = self._step("actor", _loss_sum(losses))
-        samples = self.value_loss.compute_value_targets(trajectory).reshape(-1)
+        trajectory = self.value_loss.compute_value_targets(trajectory)
+        # Only the keys the critic reads are indexed per minibatch, not the whole rollout.
+        samples = trajectory.select(*self.value_loss.minibatch_keys, strict=False).reshape(-1)
         minibatch = max(samples.numel() // self.critic_minibatches, 1)
         value_losses = []
         for _ in range(self.critic_iterations):
@@ -104,10 +115,10 @@ class PWMUpdater:
             for chunk in order.split(minibatch):
                 value_td = self.value_loss(samples[chunk])
                 metrics["critic/grad_norm"] = self._step("critic", value_td["loss_value"])
-                value_losses.append(float(value_td["loss_value"].detach()))
+                value_losses.append(value_td["loss_value"].detach())
                 if self.target_updater is not None:
                     self.target_updater.step()
-        metrics["critic/loss_value"] = sum(value_losses) / len(value_losses)
-        metrics["critic/value_mean"] = float(value_td["value_mean"])
-        metrics["critic/value_target_mean"] = float(value_td["value_target_mean"])
-        return metrics
+        metrics["critic/loss_value"] = torch.stack(value_losses).mean()
+        metrics["critic/value_mean"] = value_td["value_mean"]
+        metrics["critic/value_target_mean"] = value_td["value_target_mean"]
+        return _to_floats(metrics)
