@@ -22,6 +22,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+#: Behaviours of the probe (``reference_behaviours``): all tasks' three, then the controllers.
+PROBE_BEHAVIOURS = ("zero", "random", "policy", "pd", "trot")
+
 #: (title, metric names, reference line or None, log scale when every value is positive).
 PANELS: tuple[tuple[str, tuple[str, ...], float | None, bool], ...] = (
     ("real return (raw env reward)", ("train/return", "eval/return"), None, False),
@@ -111,6 +114,16 @@ PANELS: tuple[tuple[str, tuple[str, ...], float | None, bool], ...] = (
         0.0,
         False,
     ),
+    *(
+        (
+            f"behaviour probe: {kind} sums (raw reward)",
+            tuple(f"diagnostics/probe_{b}_{kind}" for b in PROBE_BEHAVIOURS),
+            None,
+            False,
+        )
+        for kind in ("real", "model")
+    ),
+    ("behaviour probe: rank agreement", ("diagnostics/probe_rank_agreement",), 1.0, False),
 )
 
 

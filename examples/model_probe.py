@@ -21,22 +21,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict
-from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_flowmbpo.diagnostics import pearson
-from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
+from torchrl_flowmbpo.diagnostics import behaviour_probe, reference_behaviours
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import load_policy
 from gradient_check import load_run, reward_units
 from utils import make_task_env
-
-Behaviour = Callable[[torch.Tensor], torch.Tensor]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,73 +48,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def real_rollout(env, behaviour: Behaviour, steps: int) -> tuple[torch.Tensor, ...]:
-    """``(first observations [N, obs], actions [N, T, act], rewards [N, T])``; rewards after
-    an episode's first termination are zeroed."""
-    td = env.reset()
-    first = td.get("observation").clone()
-    actions, rewards, alive = [], [], torch.ones(first.shape[0], device=first.device)
-    for _ in range(steps):
-        action = behaviour(td.get("observation"))
-        td.set("action", action)
-        td = env.step(td)
-        actions.append(action)
-        rewards.append(td.get(("next", "reward")).reshape(-1) * alive)
-        alive = alive * (~td.get(("next", "terminated")).reshape(-1)).float()
-        td = env.step_mdp(td)
-    return first, torch.stack(actions, 1), torch.stack(rewards, 1)
-
-
-def model_rewards(world_model, first, actions, scale: float, loc: float) -> torch.Tensor:
-    """Raw rewards ``[N, T]`` of the open-loop replay, weighted by the model's survival."""
-    latent, survival, rewards = world_model.encode(first), 1.0, []
-    for t in range(actions.shape[1]):
-        action = actions[:, t]
-        raw = world_model.reward(latent, action).reshape(-1) * scale + loc
-        rewards.append(raw * survival)
-        survival = survival * world_model.continue_prob(latent, action).reshape(-1)
-        latent = world_model.next(latent, action)
-    return torch.stack(rewards, 1)
-
-
-@torch.no_grad()
 def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
     """One row per (behaviour, horizon): mean real and model sums and their correlation."""
     world_model = policy[0].module  # load_policy's first module is encoder_operator(world_model)
     scale, loc = reward_units(state)
-    action_dim = env.action_spec.shape[-1]
     generator = torch.Generator(device=env.device).manual_seed(seed)
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
-            return policy(TensorDict(observation=obs, batch_size=obs.shape[:1])).get("action")
-
-    behaviours: dict[str, Behaviour] = {
-        "zero": lambda obs: torch.zeros(*obs.shape[:1], action_dim, device=obs.device),
-        "random": lambda obs: (
-            2 * torch.rand(*obs.shape[:1], action_dim, generator=generator, device=obs.device) - 1
-        ),
-        "policy": act,
-    }
-    controllers = REFERENCE_CONTROLLERS.get(state["specs"]["env"]["name"], {})
-    behaviours.update({name: make() for name, make in controllers.items()})
-    rows = []
-    for name, behaviour in behaviours.items():
-        env.set_seed(seed)  # every behaviour from the same start states
-        first, actions, real = real_rollout(env, behaviour, max(horizons))
-        model = model_rewards(world_model, first, actions, scale, loc)
-        for h in horizons:
-            real_sum, model_sum = real[:, :h].sum(1), model[:, :h].sum(1)
-            rows.append(
-                {
-                    "behaviour": name,
-                    "horizon": h,
-                    "real": float(real_sum.mean()),
-                    "model": float(model_sum.mean()),
-                    "corr": pearson(real_sum, model_sum),
-                }
-            )
-    return rows
+    behaviours = reference_behaviours(
+        policy, state["specs"]["env"]["name"], env.action_spec.shape[-1], generator=generator
+    )
+    result = behaviour_probe(
+        world_model,
+        env,
+        behaviours,
+        horizons=horizons,
+        seed=seed,
+        reward_scale=scale,
+        reward_loc=loc,
+    )
+    return result["rows"]
 
 
 def main(argv: list[str] | None = None) -> None:

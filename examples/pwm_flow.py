@@ -25,11 +25,13 @@ from tqdm import tqdm
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
     actor_gradient_split,
+    behaviour_probe,
     collect_rollouts,
     critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
     imagination_vs_real,
+    reference_behaviours,
     scalar_metrics,
     termination_calibration,
 )
@@ -177,6 +179,36 @@ def main(cfg: DictConfig) -> None:
             )
         return scalar_metrics(result, METRIC_PREFIXES["critic_vs_returns"])
 
+    probe_check: dict[str, Any] = {}
+
+    def probe_diagnostics() -> dict[str, float]:
+        """Real vs the model's returns of the reference behaviours, fixed start states."""
+        probe_seed = cfg.seed + 3000
+        if not probe_check:
+            probe_check["env"] = make_task_env(
+                specs["env"],
+                num_envs=cfg.diagnostics.probe_envs,
+                device=cfg.device,
+                seed=probe_seed,
+            )
+        env = probe_check["env"]
+        behaviours = reference_behaviours(
+            policy,
+            specs["env"]["name"],
+            env.action_spec.shape[-1],
+            generator=torch.Generator(device=env.device).manual_seed(probe_seed),
+        )
+        result = behaviour_probe(
+            world_model,
+            env,
+            behaviours,
+            horizons=[cfg.diagnostics.probe_steps],
+            seed=probe_seed,
+            reward_scale=float(reward_norm.scale),
+            reward_loc=float(reward_norm.loc),
+        )
+        return scalar_metrics(result, METRIC_PREFIXES["behaviour_probe"])
+
     logger = make_logger(cfg, str(run_dir))
     horizon = algo.horizon
     actor_batch = algo.actor_batch or cfg.env.num_envs
@@ -301,6 +333,8 @@ def main(cfg: DictConfig) -> None:
             history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
             if cfg.diagnostics.critic_tail_tolerance > 0:
                 metrics.update(critic_diagnostics())
+            if cfg.diagnostics.probe_steps > 0:
+                metrics.update(probe_diagnostics())
         if logger is not None:
             for name, value in metrics.items():
                 logger.log_scalar(name, value, step=counters["frames"])

@@ -224,6 +224,10 @@ def check_schedule(cfg: DictConfig) -> None:
         problems.append(
             f"diagnostics.critic_tail_tolerance={tolerance} must be in [0, 1) (0: no critic check)"
         )
+    for key, least in (("probe_steps", 0), ("probe_envs", 2)):
+        value = cfg.diagnostics[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            problems.append(f"diagnostics.{key}={value!r} must be an integer >= {least}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
 

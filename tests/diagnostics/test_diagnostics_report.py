@@ -11,18 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 from tensordict import TensorDict
+from tensordict.nn import TensorDictModule
 
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
     action_gradient_accuracy,
     actor_gradient_split,
+    behaviour_probe,
     critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
     imagination_vs_real,
+    reference_behaviours,
     scalar_metrics,
     termination_calibration,
 )
+from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
 from torchrl_flowmbpo.modules.models import PWMWorldModel
 from torchrl_flowmbpo.objectives import PWMActorLoss
@@ -135,12 +139,27 @@ def test_logged_names_documented_and_plotted(report):
             ),
             data[:, 0],
         ),
+        "behaviour_probe": behaviour_probe(
+            PWMWorldModel(5, 1, latent_dim=16, units=(32,), encoder_units=(32,)),
+            make_env("cartpole", num_envs=2, seed=0),
+            reference_behaviours(
+                TensorDictModule(lambda o: o[..., :1].tanh(), ["observation"], ["action"]),
+                "cartpole",
+                1,
+            ),
+            horizons=[3],
+            seed=0,
+        ),
     }
+
+    def generic(name: str) -> str:  # one documented row stands for every behaviour
+        return re.sub(r"probe_(zero|random|policy|pd|trot)_", "probe_<b>_", name)
+
     logged = set()
     for name, result in results.items():
-        logged |= set(scalar_metrics(result, METRIC_PREFIXES[name]))
+        logged |= {generic(n) for n in scalar_metrics(result, METRIC_PREFIXES[name])}
     docs = (SCRIPT.parents[1] / "docs" / "metrics.md").read_text().split("## Diagnostics")[1]
-    documented = set(re.findall(r"`(diagnostics/[a-z_]+)`", docs))
+    documented = set(re.findall(r"`(diagnostics/[a-z_<>]+)`", docs))
     assert logged == documented
-    plotted = {n for _, names, _, _ in report.PANELS for n in names if n.startswith("diag")}
+    plotted = {generic(n) for _, names, _, _ in report.PANELS for n in names if n[:4] == "diag"}
     assert plotted <= logged

@@ -228,6 +228,23 @@ def test_evaluations_log_the_critic_against_real_returns(resumed, read_scalars):
         read_scalars(scalars / f"diagnostics/critic_{name}.csv")  # finite
 
 
+def test_evaluations_log_the_behaviour_probe(resumed, read_scalars):
+    # Zero, random, the policy and the Ant's trot: real vs model sums over 64 steps.
+    first, *_ = resumed
+    scalars = next((first.run_dir / "logs").iterdir()) / "scalars"
+    eval_steps, _ = read_scalars(scalars / "eval/return.csv")
+    steps, agreement = read_scalars(scalars / "diagnostics/probe_rank_agreement.csv")
+    assert set(steps) <= set(eval_steps) and len(steps) >= 3
+    assert all(v in (0.0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1.0) for v in agreement), agreement
+    for behaviour in ("zero", "random", "policy", "trot"):
+        _, real = read_scalars(scalars / f"diagnostics/probe_{behaviour}_real.csv")
+        read_scalars(scalars / f"diagnostics/probe_{behaviour}_model.csv")  # finite
+        # The same start states and actions every time: the real sums of the fixed
+        # behaviours repeat exactly.
+        if behaviour != "policy":
+            assert real == pytest.approx([real[0]] * len(real)), (behaviour, real)
+
+
 def test_diagnostics_log_the_actor_gradient_split(resumed, read_scalars):
     # diagnostics.interval=1: every learning iteration after the first, in both sessions.
     _, first_state, _, second, state = resumed

@@ -58,6 +58,8 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
             "diagnostics.critic_tail_tolerance=1.0",
             "diagnostics.critic_tail_tolerance=1.0 must be in [0, 1)",
         ),
+        ("diagnostics.probe_steps=-1", "diagnostics.probe_steps=-1 must be an integer >= 0"),
+        ("diagnostics.probe_envs=1", "diagnostics.probe_envs=1 must be an integer >= 2"),
         (
             "collector.init_controller=trot",
             "collector.init_controller='trot' is not a reference controller of task 'cartpole' "

@@ -13,12 +13,23 @@ Pure functions on real data (no training; plain Python floats and lists out; onl
   differences in a simulator restarted by :func:`make_real_return`);
 - :func:`actor_gradient_split`: the actor's gradient of the imagined return split into the
   model's reward part and the critic's bootstrap part (norms, cosine, share);
+- :func:`behaviour_probe`: real vs the model's open-loop returns of reference behaviours (zero,
+  random, the policy, scripted controllers: :func:`reference_behaviours`) from the same starts,
+  and whether the model ranks them as the simulator does (:func:`rank_agreement`);
 - :func:`scalar_metrics`: a result's scalars as ``{"diagnostics/...": float}`` for a logger.
 
 Formulas and logged names: ``docs/metrics.md``, section "Diagnostics".
 """
 
 from torchrl_flowmbpo.diagnostics.actor_gradients import actor_gradient_split
+from torchrl_flowmbpo.diagnostics.behaviours import (
+    Behaviour,
+    behaviour_probe,
+    model_replay_rewards,
+    rank_agreement,
+    real_rollout,
+    reference_behaviours,
+)
 from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar_metrics
 from torchrl_flowmbpo.diagnostics.gradients import (
     action_gradient_accuracy,
@@ -41,8 +52,10 @@ from torchrl_flowmbpo.diagnostics.world_model import (
 __all__ = [
     "CALIBRATION_STRATEGIES",
     "METRIC_PREFIXES",
+    "Behaviour",
     "action_gradient_accuracy",
     "actor_gradient_split",
+    "behaviour_probe",
     "collect_rollouts",
     "critic_vs_returns",
     "exploitation_gap",
@@ -51,7 +64,11 @@ __all__ = [
     "imagination_vs_real",
     "make_real_return",
     "model_action_gradient",
+    "model_replay_rewards",
     "pearson",
+    "rank_agreement",
+    "real_rollout",
+    "reference_behaviours",
     "scalar_metrics",
     "termination_calibration",
 ]

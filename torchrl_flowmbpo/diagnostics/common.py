@@ -14,7 +14,8 @@ __all__ = ["METRIC_PREFIXES", "pearson", "scalar_metrics"]
 #: giving the names of ``docs/metrics.md`` and ``examples/diagnostics_report.py``, e.g.
 #: ``diagnostics/reward_corr_mean``, ``diagnostics/termination_ratio``,
 #: ``diagnostics/critic_bias``, ``diagnostics/exploitation_gap``, ``diagnostics/horizon_gap``,
-#: ``diagnostics/gradient_grad_cos_mean``, ``diagnostics/actor_grad_cosine``.
+#: ``diagnostics/gradient_grad_cos_mean``, ``diagnostics/actor_grad_cosine``,
+#: ``diagnostics/probe_rank_agreement``.
 METRIC_PREFIXES = {
     "imagination_vs_real": "diagnostics/",
     "termination_calibration": "diagnostics/termination_",
@@ -23,6 +24,7 @@ METRIC_PREFIXES = {
     "horizon_return_gap": "diagnostics/horizon_",
     "action_gradient_accuracy": "diagnostics/gradient_",
     "actor_gradient_split": "diagnostics/actor_",
+    "behaviour_probe": "diagnostics/probe_",
 }
 
 
