@@ -26,7 +26,6 @@ from torchrl_flowmbpo.diagnostics import (
     scalar_metrics,
     termination_calibration,
 )
-from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
 from torchrl_flowmbpo.modules.models import PWMWorldModel
 from torchrl_flowmbpo.objectives import PWMActorLoss
@@ -102,6 +101,27 @@ def test_run_without_logs_fails_cleanly(report, tmp_path, capsys):
     assert "None of the diagnostic" in capsys.readouterr().err
 
 
+class StillEnv:
+    """Four worlds whose observation never changes, reward 1 per step, never terminating."""
+
+    def set_seed(self, seed):
+        self.obs = torch.randn(4, 3, generator=torch.Generator().manual_seed(seed))
+
+    def reset(self):
+        return TensorDict(observation=self.obs.clone())
+
+    def step(self, td):
+        td["next"] = TensorDict(
+            observation=self.obs.clone(),
+            reward=torch.ones(4, 1),
+            terminated=torch.zeros(4, 1, dtype=torch.bool),
+        )
+        return td
+
+    def step_mdp(self, td):
+        return TensorDict(observation=td["next", "observation"])
+
+
 def test_logged_names_documented_and_plotted(report):
     """Every scalar a diagnostic logs is defined in docs/metrics.md, and every diagnostic the
     report plots is one of them."""
@@ -140,12 +160,12 @@ def test_logged_names_documented_and_plotted(report):
             data[:, 0],
         ),
         "behaviour_probe": behaviour_probe(
-            PWMWorldModel(5, 1, latent_dim=16, units=(32,), encoder_units=(32,)),
-            make_env("cartpole", num_envs=2, seed=0),
+            wm,
+            StillEnv(),
             reference_behaviours(
-                TensorDictModule(lambda o: o[..., :1].tanh(), ["observation"], ["action"]),
-                "cartpole",
-                1,
+                TensorDictModule(lambda o: o[..., :2].tanh(), ["observation"], ["action"]),
+                "anymal",  # no scripted controller: zero, random and the policy
+                2,
             ),
             horizons=[3],
             seed=0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from torchrl_flowmbpo.diagnostics import real_rollout
 from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, AntTrot, cartpole_pd
 
@@ -57,3 +58,10 @@ def test_cartpole_pd_by_hand():
     force = cartpole_pd(obs)
     assert force[0, 0] < 0 < force[1, 0]
     torch.testing.assert_close(force[0, 0], torch.tensor(-4.0 * 0.1002), atol=1e-3, rtol=0)
+
+
+def test_cartpole_pd_balancer_holds_the_pole_up():
+    env = make_env("cartpole", num_envs=4, seed=3, start_angle=0.0)
+    _, _, rewards = real_rollout(env, cartpole_pd, 240)
+    # A whole episode: about -1.2 (docs/tasks.md); zero action earns about -400.
+    assert -5.0 < float(rewards.sum(1).mean()) <= 0.0
