@@ -57,7 +57,9 @@ from utils import (
     make_task_env,
     make_termination_balance,
     model_specs,
+    sample_slices,
     sample_start_observations,
+    start_observations,
 )
 from warm_start import ControllerPrefill, behaviour_cloning_step
 
@@ -106,6 +108,7 @@ def main(cfg: DictConfig) -> None:
         critic_iterations=algo.critic_iterations,
         critic_minibatches=algo.critic_minibatches,
         target_tau=algo.target_tau,
+        real_value_coef=algo.real_value_coef,
     )
     modules = {
         "world_model": world_model,
@@ -216,6 +219,15 @@ def main(cfg: DictConfig) -> None:
     def sample_start_states():
         return sample_start_observations(replay_buffer, actor_batch, horizon)
 
+    def actor_critic_step(*, update_actor: bool = True) -> dict[str, float]:
+        # The real value loss reads the very slices the actor starts from.
+        slices = sample_slices(replay_buffer, actor_batch, horizon)
+        return updater.actor_critic_step(
+            start_observations(slices),
+            update_actor=update_actor,
+            real_slices=slices if algo.real_value_coef > 0 else None,
+        )
+
     def world_model_step() -> dict[str, float]:
         batch = replay_buffer.sample().reshape(-1, horizon)
         if termination_balance is not None:
@@ -294,10 +306,10 @@ def main(cfg: DictConfig) -> None:
             # The first actor steps follow the critic's gradient at z_H: fit it to the initial
             # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
-                updater.actor_critic_step(sample_start_states(), update_actor=False)
+                actor_critic_step(update_actor=False)
             counters["wm_warmed_up"] = True
         for _ in range(algo.actor_updates_per_iter):
-            metrics.update(updater.actor_critic_step(sample_start_states()))
+            metrics.update(actor_critic_step())
         for _ in range(algo.wm_updates_per_iter):
             wm_metrics = world_model_step()
         for scheduler in schedulers.values():

@@ -132,11 +132,20 @@ def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: 
     )
 
 
-def sample_start_observations(replay_buffer, count: int, horizon: int) -> TensorDict:
-    """The first observations of ``count`` replay slices of ``horizon`` rows: states from which an
-    episode goes on for at least ``horizon`` steps (never terminal), the actor's start states."""
-    slices = replay_buffer.sample(batch_size=count * horizon).reshape(count, horizon)
+def sample_slices(replay_buffer, count: int, horizon: int) -> TensorDict:
+    """``count`` replay slices of ``horizon`` rows, shaped ``[count, horizon]``."""
+    return replay_buffer.sample(batch_size=count * horizon).reshape(count, horizon)
+
+
+def start_observations(slices: TensorDict) -> TensorDict:
+    """The first observations of replay slices: states from which an episode goes on for at
+    least a slice's length (never terminal), the actor's start states."""
     return slices[:, 0].select("observation")
+
+
+def sample_start_observations(replay_buffer, count: int, horizon: int) -> TensorDict:
+    """The start observations of ``count`` fresh replay slices of ``horizon`` rows."""
+    return start_observations(sample_slices(replay_buffer, count, horizon))
 
 
 def make_collector(
@@ -207,6 +216,8 @@ def check_schedule(cfg: DictConfig) -> None:
             f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "
             "has no density): set algo.entropy_coef=0, as the flow_policy and full_flow bundles do"
         )
+    if not algo.real_value_coef >= 0:
+        problems.append(f"algo.real_value_coef={algo.real_value_coef} must be >= 0 (0: off)")
     weight = algo.term_pos_weight
     if weight != "balanced" and (
         not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0

@@ -1,7 +1,9 @@
-"""pwm_flow's schedule options: critic warm-up, actor steps per iteration, the entropy bonus,
-and one-line errors for out-of-range values."""
+"""pwm_flow's schedule options: critic warm-up, actor steps per iteration, the entropy bonus, the
+critic's real-data loss, and one-line errors for out-of-range values."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -12,7 +14,8 @@ from torchrl_flowmbpo.recipes import load_checkpoint
 SCHEDULE = (
     "env=cartpole env.num_envs=4 collector.total_frames=320 eval.episodes=1 eval.num_envs=1 "
     "logger=csv seed=2 algo.critic_warmup_steps=3 algo.actor_updates_per_iter=2 "
-    "algo.entropy_coef=0.1 algo.critic_iterations=2 algo.critic_minibatches=2 hydra.run.dir=DIR"
+    "algo.entropy_coef=0.1 algo.critic_iterations=2 algo.critic_minibatches=2 "
+    "algo.real_value_coef=0.5 hydra.run.dir=DIR"
 )
 
 
@@ -41,6 +44,15 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
     assert loss == pytest.approx([-0.1 * h for h in entropy], rel=1e-4)
 
 
+def test_real_value_loss_is_logged(schedule_run, read_scalars):
+    (log_dir,) = (schedule_run.run_dir / "logs").iterdir()
+    _, real = read_scalars(log_dir / "scalars" / "critic/loss_value_real.csv")
+    _, targets = read_scalars(log_dir / "scalars" / "critic/value_target_real_mean.csv")
+    assert len(real) == len(targets) == 4
+    assert all(value > 0 for value in real)
+    assert all(math.isfinite(value) for value in targets)
+
+
 @pytest.mark.parametrize(
     ("override", "named"),
     [
@@ -49,6 +61,7 @@ def test_entropy_terms_are_logged(schedule_run, read_scalars):
         ("algo.actor_bc_steps=-3", "algo.actor_bc_steps=-3 must be >= 0"),
         ("algo.entropy_coef=-0.5", "entropy_coef must be >= 0, got -0.5"),
         ("algo.actor_batch=-2", "algo.actor_batch=-2 must be >= 1"),
+        ("algo.real_value_coef=-0.5", "algo.real_value_coef=-0.5 must be >= 0"),
         ("actor=flow", "algo.entropy_coef=0.1 needs actor=gaussian (actor=flow has no density)"),
         (
             "algo.term_pos_weight=-1",
