@@ -16,14 +16,7 @@ def table(load_script):
     return load_script(BENCHMARKS / "diagnostics_table.py", "diagnostics_table")
 
 
-def write_metric(root: Path, task: str, variant: str, seed: int, metric: str, rows) -> None:
-    """One metric CSV in the ``--copy-data`` layout ``<task>/<variant>/seed<k>/<metric>.csv``."""
-    path = root / task / variant / f"seed{seed}" / f"{metric}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{step},{value}\n" for step, value in rows))
-
-
-def test_finals_stop_at_the_common_step_and_sac_is_left_out(table, tmp_path):
+def test_finals_stop_at_the_common_step_and_sac_is_left_out(table, tmp_path, write_metric):
     corr, gap = "diagnostics/reward_corr_mean", "diagnostics/exploitation_gap_per_step"
     # seed0 logs to 400, seed1 to 300: finals over the last 2 points at or before 300.
     write_metric(
@@ -49,7 +42,7 @@ def test_finals_stop_at_the_common_step_and_sac_is_left_out(table, tmp_path):
     assert csv_rows[1].startswith("ant,baseline,2,300,0.5")
 
 
-def test_no_diagnostics_is_a_clear_error(table, tmp_path):
+def test_no_diagnostics_is_a_clear_error(table, tmp_path, write_metric):
     write_metric(tmp_path, "ant", "sac", 0, "eval/return", [(100, 5.0)])
     with pytest.raises(SystemExit, match="No run logged any of: diagnostics/reward_corr_mean"):
         table.main([str(tmp_path), "--out", str(tmp_path / "out")])

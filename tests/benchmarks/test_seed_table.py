@@ -15,14 +15,9 @@ def table(load_script):
     return load_script(BENCHMARKS / "seed_table.py", "seed_table")
 
 
-def write_metric(root: Path, task: str, variant: str, seed: int, metric: str, rows) -> None:
-    """One metric CSV in the ``--copy-data`` layout ``<task>/<variant>/seed<k>/<metric>.csv``."""
-    path = root / task / variant / f"seed{seed}" / f"{metric}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{step},{value}\n" for step, value in rows))
-
-
-def write_evals(root: Path, variant: str, seed: int, steps, returns, lengths, velocity) -> None:
+def write_evals(write_metric, root: Path, variant: str, seed: int, steps, *series) -> None:
+    """Return, episode-length and forward-velocity CSVs of one Ant run at the same steps."""
+    returns, lengths, velocity = series
     for metric, values in (
         ("eval/return", returns),
         ("eval/episode_length", lengths),
@@ -31,20 +26,21 @@ def write_evals(root: Path, variant: str, seed: int, steps, returns, lengths, ve
         write_metric(root, "ant", variant, seed, metric, list(zip(steps, values, strict=True)))
 
 
-def test_cells_count_still_evaluations_and_drop_superseded_rows(table, tmp_path):
+def test_cells_count_still_evaluations_and_drop_superseded_rows(table, tmp_path, write_metric):
     # Seed 0 was resumed: its rows from step 300 on were logged again, and the superseded
     # evaluation at 400 (velocity 2.0) no longer counts.
     steps = [100, 200, 300, 400, 300, 400, 500]
     write_evals(
+        write_metric,
         tmp_path,
         "baseline",
         0,
         steps,
-        returns=[10, 1000, 1200, 9, 1100, 1300, 1500],
-        lengths=[50, 1000, 1000, 20, 1000, 1000, 1000],
-        velocity=[0.5, 0.05, -0.09, 2.0, 0.0, 0.2, 0.4],
+        [10, 1000, 1200, 9, 1100, 1300, 1500],  # returns
+        [50, 1000, 1000, 20, 1000, 1000, 1000],  # episode lengths
+        [0.5, 0.05, -0.09, 2.0, 0.0, 0.2, 0.4],  # forward velocities
     )
-    write_evals(tmp_path, "baseline", 2, [100], [7.0], [30.0], [-0.3])
+    write_evals(write_metric, tmp_path, "baseline", 2, [100], [7.0], [30.0], [-0.3])
     write_metric(tmp_path, "cartpole", "baseline", 0, "eval/return", [(100, -5.0)])
     out = tmp_path / "out"
     groups = table.main([str(tmp_path), "--out", str(out), "--last-k", "2"])
@@ -62,8 +58,10 @@ def test_cells_count_still_evaluations_and_drop_superseded_rows(table, tmp_path)
     assert "7, 30 steps, -0.30 m/s; max -0.30; 0/1 still |" in markdown
 
 
-def test_still_rule_follows_the_options(table, tmp_path):
-    write_evals(tmp_path, "sac", 0, [1, 2, 3], [5, 5, 5], [500, 500, 400], [0.15, 0.0, 0.0])
+def test_still_rule_follows_the_options(table, tmp_path, write_metric):
+    write_evals(
+        write_metric, tmp_path, "sac", 0, [1, 2, 3], [5, 5, 5], [500, 500, 400], [0.15, 0.0, 0.0]
+    )
     args = [str(tmp_path), "--out", str(tmp_path / "out")]
     (run,) = table.main(args)["ant", "sac"]
     assert run.still == 0  # no 1,000-step episode
@@ -71,7 +69,7 @@ def test_still_rule_follows_the_options(table, tmp_path):
     assert run.still == 2
 
 
-def test_bad_input_fails_clearly(table, tmp_path):
+def test_bad_input_fails_clearly(table, tmp_path, write_metric):
     write_metric(tmp_path, "ant", "baseline", 0, "eval/return", [(100, 5.0), (200, 6.0)])
     write_metric(tmp_path, "ant", "baseline", 0, "eval/episode_length", [(100, 5.0)])
     write_metric(tmp_path, "ant", "baseline", 0, "eval/forward_velocity", [(100, 5.0)])
