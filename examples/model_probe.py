@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from torchrl_flowmbpo.diagnostics import behaviour_probe, reference_behaviours
+from torchrl_flowmbpo.diagnostics import reference_probe
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from evaluate import load_policy
@@ -52,14 +52,12 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
     """One row per (behaviour, horizon): mean real and model sums and their correlation."""
     world_model = policy[0].module  # load_policy's first module is encoder_operator(world_model)
     scale, loc = reward_units(state)
-    generator = torch.Generator(device=env.device).manual_seed(seed)
-    behaviours = reference_behaviours(
-        policy, state["specs"]["env"]["name"], env.action_spec.shape[-1], generator=generator
-    )
-    result = behaviour_probe(
+    task = state["specs"]["env"]["name"]
+    result = reference_probe(
         world_model,
         env,
-        behaviours,
+        policy,
+        task,
         horizons=horizons,
         seed=seed,
         reward_scale=scale,

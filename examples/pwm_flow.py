@@ -25,13 +25,12 @@ from tqdm import tqdm
 from torchrl_flowmbpo.diagnostics import (
     METRIC_PREFIXES,
     actor_gradient_split,
-    behaviour_probe,
     collect_rollouts,
     critic_vs_returns,
     exploitation_gap,
     horizon_return_gap,
     imagination_vs_real,
-    reference_behaviours,
+    reference_probe,
     scalar_metrics,
     termination_calibration,
 )
@@ -194,17 +193,11 @@ def main(cfg: DictConfig) -> None:
                 device=cfg.device,
                 seed=probe_seed,
             )
-        env = probe_check["env"]
-        behaviours = reference_behaviours(
+        result = reference_probe(
+            world_model,
+            probe_check["env"],
             policy,
             specs["env"]["name"],
-            env.action_spec.shape[-1],
-            generator=torch.Generator(device=env.device).manual_seed(probe_seed),
-        )
-        result = behaviour_probe(
-            world_model,
-            env,
-            behaviours,
             horizons=[cfg.diagnostics.probe_steps],
             seed=probe_seed,
             reward_scale=float(reward_norm.scale),

@@ -17,6 +17,7 @@ from torchrl_flowmbpo.diagnostics import (
     rank_agreement,
     real_rollout,
     reference_behaviours,
+    reference_probe,
     scalar_metrics,
 )
 from torchrl_flowmbpo.modules.models import PWMWorldModel
@@ -32,6 +33,9 @@ def linear_reward(obs, action):
 
 class LinearEnv:
     """Batched x' = A x + B a, reward x_0 − 0.1 a²; env i terminates at step ``end[i]``."""
+
+    device = torch.device("cpu")
+    action_spec = torch.zeros(ENVS, ACT)  # only its shape is read
 
     def __init__(self, end=None):
         self.end = end or {}
@@ -178,3 +182,20 @@ def test_reference_behaviours_of_a_task():
     torch.testing.assert_close(cartpole["random"](obs), uniform[:3])
     assert list(reference_behaviours(policy, "ant", 8)) == ["zero", "random", "policy", "trot"]
     assert list(reference_behaviours(policy, "anymal", 12)) == ["zero", "random", "policy"]
+
+
+def test_reference_probe_replays_the_same_random_actions_at_every_call():
+    policy = TensorDictModule(
+        lambda obs: obs[..., :ACT].tanh(), in_keys=["observation"], out_keys=["action"]
+    )
+    env, model = LinearEnv(), PerfectModel()
+    calls = [reference_probe(model, env, policy, "anymal", horizons=[3], seed=7) for _ in range(2)]
+    assert calls[0] == calls[1]
+    assert [row["behaviour"] for row in calls[0]["rows"]] == ["zero", "random", "policy"]
+    # The same as composing the parts with a generator seeded like the env.
+    generator = torch.Generator().manual_seed(7)
+    behaviours = reference_behaviours(policy, "anymal", ACT, generator=generator)
+    by_hand = behaviour_probe(model, env, behaviours, horizons=[3], seed=7)
+    assert calls[0] == by_hand
+    other_seed = reference_probe(model, env, policy, "anymal", horizons=[3], seed=8)
+    assert other_seed["random_real"] != calls[0]["random_real"]

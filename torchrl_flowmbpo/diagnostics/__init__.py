@@ -16,6 +16,7 @@ Pure functions on real data (no training; plain Python floats and lists out; onl
 - :func:`behaviour_probe`: real vs the model's open-loop returns of reference behaviours (zero,
   random, the policy, scripted controllers: :func:`reference_behaviours`) from the same starts,
   and whether the model ranks them as the simulator does (:func:`rank_agreement`);
+  :func:`reference_probe` composes the two with seeded random actions;
 - :func:`scalar_metrics`: a result's scalars as ``{"diagnostics/...": float}`` for a logger.
 
 Formulas and logged names: ``docs/metrics.md``, section "Diagnostics".
@@ -29,6 +30,7 @@ from torchrl_flowmbpo.diagnostics.behaviours import (
     rank_agreement,
     real_rollout,
     reference_behaviours,
+    reference_probe,
 )
 from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar_metrics
 from torchrl_flowmbpo.diagnostics.gradients import (
@@ -69,6 +71,7 @@ __all__ = [
     "rank_agreement",
     "real_rollout",
     "reference_behaviours",
+    "reference_probe",
     "scalar_metrics",
     "termination_calibration",
 ]

@@ -28,6 +28,7 @@ __all__ = [
     "rank_agreement",
     "real_rollout",
     "reference_behaviours",
+    "reference_probe",
 ]
 
 #: Observations ``[N, obs_dim]`` to actions ``[N, action_dim]``.
@@ -187,3 +188,32 @@ def behaviour_probe(
     )
     result["rows"] = rows
     return result
+
+
+def reference_probe(
+    world_model: torch.nn.Module,
+    env: EnvBase,
+    policy: TensorDictModuleBase,
+    task: str,
+    *,
+    horizons: Sequence[int],
+    seed: int,
+    reward_scale: float = 1.0,
+    reward_loc: float = 0.0,
+) -> dict[str, Any]:
+    """:func:`behaviour_probe` of :func:`reference_behaviours`, random actions seeded by ``seed``.
+
+    Every call with the same ``seed`` replays the same start states and the same random actions,
+    so the fixed behaviours' real sums are comparable across a run's evaluations.
+    """
+    generator = torch.Generator(device=env.device).manual_seed(seed)
+    behaviours = reference_behaviours(policy, task, env.action_spec.shape[-1], generator=generator)
+    return behaviour_probe(
+        world_model,
+        env,
+        behaviours,
+        horizons=horizons,
+        seed=seed,
+        reward_scale=reward_scale,
+        reward_loc=reward_loc,
+    )
