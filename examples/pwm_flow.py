@@ -213,12 +213,10 @@ def main(cfg: DictConfig) -> None:
         return sample_start_observations(replay_buffer, actor_batch, horizon)
 
     def actor_critic_step(*, update_actor: bool = True) -> dict[str, float]:
-        # The real value loss reads the very slices the actor starts from.
+        # The real value loss (if on: the updater decides) reads the slices the actor starts from.
         slices = sample_slices(replay_buffer, actor_batch, horizon)
         return updater.actor_critic_step(
-            start_observations(slices),
-            update_actor=update_actor,
-            real_slices=slices if algo.real_value_coef > 0 else None,
+            start_observations(slices), update_actor=update_actor, real_slices=slices
         )
 
     def world_model_step() -> dict[str, float]:
