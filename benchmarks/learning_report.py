@@ -337,6 +337,11 @@ def analyse_group(
     )
 
 
+def series_label(variant: str, seeds: int) -> str:
+    """Legend entry of one variant's curve, e.g. ``"sac (1 seed)"``, ``"baseline (3 seeds)"``."""
+    return f"{variant} ({seeds} seed{'' if seeds == 1 else 's'})"
+
+
 def plot_task(
     results: Sequence[GroupResult], path: Path, metric: str, *, wallclock: bool
 ) -> Path | None:
@@ -353,7 +358,7 @@ def plot_task(
         if curve is None:
             continue
         x = curve.x / 3600 if wallclock else curve.x
-        (line,) = ax.plot(x, curve.mean, label=f"{result.variant} ({curve.seeds} seeds)")
+        (line,) = ax.plot(x, curve.mean, label=series_label(result.variant, curve.seeds))
         ax.fill_between(x, curve.low, curve.high, color=line.get_color(), alpha=0.2)
     ax.set_xlabel("wall-clock (h)" if wallclock else "env steps")
     ax.set_ylabel(metric)

@@ -95,6 +95,11 @@ def test_count_collapsed(report, initial, final, expected):
     assert report.count_collapsed(np.array(initial), np.array(final), 0.1) == expected
 
 
+def test_series_label_counts_seeds(report):
+    assert report.series_label("sac", 1) == "sac (1 seed)"
+    assert report.series_label("baseline", 3) == "baseline (3 seeds)"
+
+
 def test_report_table_curves_and_data_copy(report, runs, tmp_path):
     out = tmp_path / "out"
     with pytest.warns(UserWarning) as record:
