@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from learning_report import Run, find_runs
+from learning_report import Run, final_value, find_runs
 
 #: The evaluation metrics a cell reads.
 EVAL_METRICS = ("eval/return", "eval/episode_length", "eval/forward_velocity")
@@ -70,9 +70,9 @@ def summarise_run(
     still = (np.abs(velocity) < still_speed) & (lengths >= episode_length)
     return SeedSummary(
         seed=run.seed,
-        final_return=float(returns[-last_k:].mean()),
-        final_length=float(lengths[-last_k:].mean()),
-        final_velocity=float(velocity[-last_k:].mean()),
+        final_return=final_value(reference, returns, reference[-1], last_k),
+        final_length=final_value(reference, lengths, reference[-1], last_k),
+        final_velocity=final_value(reference, velocity, reference[-1], last_k),
         best_velocity=float(velocity.max()),
         still=int(still.sum()),
         evaluations=int(returns.size),
