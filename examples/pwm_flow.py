@@ -232,7 +232,9 @@ def main(cfg: DictConfig) -> None:
     sampling_policy = policy
     if cfg.collector.init_controller is not None and init_frames:
         controller = REFERENCE_CONTROLLERS[specs["env"]["name"]][cfg.collector.init_controller]
-        sampling_policy = ControllerPrefill(policy, controller(), frames=init_frames)
+        sampling_policy = ControllerPrefill(
+            policy, controller(), frames=init_frames, noise_std=cfg.collector.init_controller_noise
+        )
         init_frames = 0  # the controller, not uniform random actions, fills them
     collector = make_collector(
         env,

@@ -230,6 +230,9 @@ def check_schedule(cfg: DictConfig) -> None:
             f"collector.init_controller={controller!r} is not a reference controller of task "
             f"{cfg.env.name!r} (allowed: {allowed or 'none'}; null: uniform random actions)"
         )
+    noise = cfg.collector.init_controller_noise
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
+        problems.append(f"collector.init_controller_noise={noise!r} must be a number >= 0")
     tolerance = cfg.diagnostics.critic_tail_tolerance
     if not 0 <= tolerance < 1:
         problems.append(

@@ -17,6 +17,11 @@ class ControllerPrefill(TensorDictModuleBase):
     ``frames`` env frames (``collector.init_controller``; the policy still runs, so the
     collector sees the same keys throughout).
 
+    A deterministic controller's action is a function of the state, so a world model fitted to
+    its frames alone need not learn what the actions do. ``noise_std`` adds Gaussian noise of
+    that standard deviation to each scripted action (then clipped to [-1, 1];
+    ``collector.init_controller_noise``), which decorrelates the actions from the state.
+
     Examples:
         >>> import torch
         >>> from tensordict import TensorDict
@@ -28,9 +33,18 @@ class ControllerPrefill(TensorDictModuleBase):
         [1.0, 1.0, 0.0]
     """
 
-    def __init__(self, policy: TensorDictModuleBase, controller: Controller, frames: int) -> None:
+    def __init__(
+        self,
+        policy: TensorDictModuleBase,
+        controller: Controller,
+        frames: int,
+        noise_std: float = 0.0,
+    ) -> None:
         super().__init__()
+        if not noise_std >= 0:
+            raise ValueError(f"noise_std={noise_std} must be >= 0 (0: the controller's actions)")
         self.policy, self.controller, self.frames = policy, controller, frames
+        self.noise_std = noise_std
         self.in_keys, self.out_keys = policy.in_keys, policy.out_keys
         self.frames_done = 0
 
@@ -38,6 +52,8 @@ class ControllerPrefill(TensorDictModuleBase):
         tensordict = self.policy(tensordict)
         if self.frames_done < self.frames:
             action = self.controller(tensordict.get("observation"))
+            if self.noise_std > 0:
+                action = (action + self.noise_std * torch.randn_like(action)).clamp(-1.0, 1.0)
             tensordict.set("action", action.to(tensordict.get("action")))
             self.frames_done += tensordict.numel()
         return tensordict

@@ -79,6 +79,10 @@ def test_real_value_loss_is_logged(schedule_run, read_scalars):
             "(allowed: ['pd']",
         ),
         (
+            "collector.init_controller_noise=-0.1",
+            "collector.init_controller_noise=-0.1 must be a number >= 0",
+        ),
+        (
             "experiment=flow_wm world_model.grad_checkpoint=maybe",
             "grad_checkpoint must be a bool, got 'maybe'",
         ),

@@ -37,6 +37,27 @@ def test_controller_prefill_replaces_actions_for_its_frames_only(warm_start):
     assert (prefill.in_keys, prefill.out_keys) == (["observation"], ["action"])
 
 
+def test_controller_noise_is_gaussian_about_the_scripted_action_and_clipped(warm_start):
+    torch.manual_seed(0)
+    policy = TensorDictModule(lambda obs: obs[..., :2] * 0, ["observation"], ["action"])
+    targets = torch.tensor([0.1, 0.9])
+    prefill = warm_start.ControllerPrefill(
+        policy, lambda obs: targets.expand(obs.shape[0], 2), frames=20_000, noise_std=0.3
+    )
+    action = prefill(TensorDict(observation=torch.ones(20_000, 4), batch_size=[20_000]))["action"]
+    # Far from the bounds the noise is N(0, 0.3^2); near +1 the clip cuts the upper tail.
+    torch.testing.assert_close(action[:, 0].mean(), torch.tensor(0.1), atol=0.01, rtol=0)
+    torch.testing.assert_close(action[:, 0].std(), torch.tensor(0.3), atol=0.01, rtol=0)
+    assert action.max() == 1.0 and action.min() >= -1.0
+    assert (action[:, 1] == 1.0).float().mean() > 0.3  # P(0.9 + 0.3 eps > 1) = 0.37
+
+
+def test_controller_noise_must_not_be_negative(warm_start):
+    policy = TensorDictModule(lambda obs: obs, ["observation"], ["action"])
+    with pytest.raises(ValueError, match=r"noise_std=-0\.1 must be >= 0"):
+        warm_start.ControllerPrefill(policy, lambda obs: obs, frames=1, noise_std=-0.1)
+
+
 def test_behaviour_cloning_fits_the_actions_and_leaves_the_world_model(warm_start):
     torch.manual_seed(0)
     spec = {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]}
