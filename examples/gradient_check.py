@@ -2,11 +2,14 @@
 
     python examples/gradient_check.py run/checkpoints/checkpoint_83.pt
     python examples/gradient_check.py RUN_DIR --horizon 16 --states 256 --seed 0
+    python examples/gradient_check.py RUN_DIR --start trot    # from the Ant trot's states
 
 PWM's actor follows the gradient of the imagined return through the world model, so a model with
 accurate values but wrong slopes still misleads it. This script rebuilds the world model, the
 actor and the reward normaliser from the checkpoint alone (as ``examples/evaluate.py`` does),
-collects real start states with the stochastic policy (one per env, spread over a whole episode),
+collects real start states with the stochastic policy (one per env, spread over a whole episode;
+``--start NAME`` collects them with one of the task's scripted reference controllers instead,
+e.g. the Ant's ``trot``, to test the slope where a gait is rather than where the policy is),
 draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
 :func:`torchrl_flowmbpo.diagnostics.action_gradient_accuracy`: the model's gradient by autograd
 against central finite differences in the simulator restarted at each state. Returns are in raw
@@ -26,6 +29,7 @@ from typing import Any
 
 import torch
 from omegaconf import OmegaConf
+from tensordict.nn import TensorDictModule
 
 from torchrl_flowmbpo.diagnostics import (
     action_gradient_accuracy,
@@ -33,6 +37,7 @@ from torchrl_flowmbpo.diagnostics import (
     make_real_return,
 )
 from torchrl_flowmbpo.envs import TASKS
+from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, Controller
 from torchrl_flowmbpo.recipes import CheckpointError, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,6 +67,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also difference the real return with this step and report how much the real "
         "gradient depends on the step (rugged contact dynamics; doubles the simulator time)",
     )
+    parser.add_argument(
+        "--start",
+        default="policy",
+        help="who visits the start states: the checkpoint's stochastic 'policy' (default) or a "
+        "reference controller of the task (e.g. 'trot' on ant)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args(argv)
     if args.horizon < 1 or args.states < 2 or args.eps <= 0:
@@ -88,9 +99,22 @@ def reward_units(state: dict[str, Any]) -> tuple[float, float]:
     return float(norm.scale), float(norm.loc)
 
 
+def start_controller(start: str, task: str) -> Controller | None:
+    """A fresh reference controller of the task named ``start`` (observation -> action), or
+    None for ``"policy"`` (the checkpoint's own); exits with a one-line message naming the
+    allowed values when the task has no such controller."""
+    if start == "policy":
+        return None
+    controllers = REFERENCE_CONTROLLERS.get(task, {})
+    if start not in controllers:
+        allowed = ", ".join(["policy", *controllers])
+        sys.exit(f"gradient_check.py: error: --start {start!r} is not one of: {allowed} ({task}).")
+    return controllers[start]()
+
+
 def start_observations(env, policy, steps: int) -> torch.Tensor:
     """One observation per env ``[N, obs_dim]``, env i's at step ``i * steps // N`` of a
-    closed-loop rollout of the stochastic policy: the states the policy visits, early and late."""
+    closed-loop rollout of ``policy``: the states it visits, early and late."""
     obs = collect_rollouts(env, policy, steps).get("observation")
     n = obs.shape[0]
     times = torch.arange(n, device=obs.device) * steps // n
@@ -127,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             f"gradient_check.py: error: task {task!r} cannot be restarted from an observation "
             "(its env class has no set_state_from_observation)."
         )
+    controller = start_controller(args.start, task)
     torch.manual_seed(args.seed)
     try:
         env = make_task_env(
@@ -138,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"gradient_check.py: error: {path} cannot be rebuilt: {type(err).__name__}: {err}")
     world_model = policy[0].module  # load_policy's first module is encoder_operator(world_model)
     gamma = float(state["config"]["algo"]["gamma"])
-    observations = start_observations(env, policy, env.base_env.episode_length)
+    starter = policy
+    if controller is not None:
+        starter = TensorDictModule(controller, in_keys=["observation"], out_keys=["action"])
+    observations = start_observations(env, starter, env.base_env.episode_length)
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     shape = (args.states, args.horizon, env.action_spec.shape[-1])
     actions = (2 * torch.rand(shape, generator=generator, device=args.device) - 1) * ACTION_RANGE
@@ -159,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Gradient check of {state['variant']} on {task} (seed {state['seed']}, iteration "
         f"{counters['iteration']}, {counters['frames']} frames; WM "
         f"{state['specs']['world_model']['type']}): {args.states} start states of the "
-        f"stochastic policy, H = {args.horizon} actions U[-{ACTION_RANGE}, {ACTION_RANGE}], "
+        f"{'stochastic policy' if controller is None else args.start + ' controller'}, "
+        f"H = {args.horizon} actions U[-{ACTION_RANGE}, {ACTION_RANGE}], "
         f"γ = {gamma}, eps = {args.eps}, raw rewards (model reward × {scale:.4g} {loc:+.4g})"
     )
     print(format_report(result))

@@ -71,3 +71,32 @@ def test_bad_reference_eps_is_refused(script, tmp_path, capsys):
     with pytest.raises(SystemExit):
         script.main([str(tmp_path / "c.pt"), "--reference-eps", "0"])
     assert "need --reference-eps > 0, got 0.0" in capsys.readouterr().err
+
+
+def test_start_states_of_a_reference_controller(
+    script, make_checkpoint, tmp_path, capsys, monkeypatch
+):
+    calls = []
+
+    def pushing(obs: torch.Tensor) -> torch.Tensor:
+        """Full force to the right, counting its calls."""
+        calls.append(obs.shape[0])
+        return torch.ones(obs.shape[0], 1)
+
+    monkeypatch.setitem(script.REFERENCE_CONTROLLERS, "cartpole", {"push": lambda: pushing})
+    path = make_checkpoint(tmp_path / "c.pt")
+    script.main([str(path), "--horizon", "2", "--states", str(STATES), "--start", "push"])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"{STATES} start states of the push controller, H = 2" in first
+    env = script.make_task_env(
+        torch.load(path, weights_only=True)["specs"]["env"], num_envs=STATES, device="cpu", seed=0
+    )
+    # The start rollout (one episode) ran on it, one call per step on all the worlds at once.
+    assert calls == [STATES] * env.base_env.episode_length
+
+
+def test_unknown_start_is_refused_before_the_simulator(script, make_checkpoint, tmp_path):
+    path = make_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(SystemExit, match=r"--start 'trot' is not one of: policy, pd \(cartpole\)"):
+        script.main([str(path), "--start", "trot"])
+    assert script.start_controller("policy", "cartpole") is None
