@@ -26,6 +26,7 @@ import argparse
 import csv
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,19 @@ def collect(env_kwargs: dict, envs: int, episodes: int, seed: int) -> TensorDict
     return torch.cat(rows, 0)
 
 
+def fit(wm, sample: Callable[[], TensorDict], horizon: int, steps: int) -> None:
+    """``steps`` steps of ``WorldModelLoss`` on the batches ``sample()`` draws (Adam lr 3e-4,
+    gradients clipped at 20)."""
+    loss_fn = WorldModelLoss(wm, horizon=horizon)
+    optimizer = torch.optim.Adam(wm.parameters(), lr=3e-4)
+    for _ in range(steps):
+        loss = sum(v for k, v in loss_fn(sample()).items() if k.startswith("loss_"))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(wm.parameters(), 20.0)
+        optimizer.step()
+
+
 def train(spec: dict, data: TensorDict, steps: int, batch: int, seed: int) -> tuple[Any, float]:
     """Trains one world model on slices of ``data``; returns it and the reward scale."""
     torch.manual_seed(seed)
@@ -84,20 +98,27 @@ def train(spec: dict, data: TensorDict, steps: int, batch: int, seed: int) -> tu
     scale = float(data["next", "reward"].std())
     data = data.clone()
     data["next", "reward"] = data["next", "reward"] / scale
-    loss_fn = WorldModelLoss(wm, horizon=HORIZON)
-    optimizer = torch.optim.Adam(wm.parameters(), lr=3e-4)
     episodes, length = data.shape
-    for _ in range(steps):
+
+    def sample() -> TensorDict:
         rows = torch.randint(episodes, (batch,))
         starts = torch.randint(length - HORIZON, (batch,))
-        index = starts.unsqueeze(-1) + torch.arange(HORIZON + 1)
-        slices = data[rows.unsqueeze(-1), index]
-        loss = sum(v for k, v in loss_fn(slices).items() if k.startswith("loss_"))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(wm.parameters(), 20.0)
-        optimizer.step()
+        return data[rows.unsqueeze(-1), starts.unsqueeze(-1) + torch.arange(HORIZON + 1)]
+
+    fit(wm, sample, HORIZON, steps)
     return wm, scale
+
+
+def report(name: str, result: dict[str, Any], minutes: float) -> tuple[str, str]:
+    """``(printed lines, per-step cosines)`` of one model's ``action_gradient_accuracy``."""
+    per_step = " ".join("nan" if math.isnan(c) else f"{c:.2f}" for c in result["grad_cos_per_step"])
+    text = (
+        f"{name:14s} value corr {result['value_corr']:.3f} | grad cos mean "
+        f"{result['grad_cos_mean']:.3f} median {result['grad_cos_median']:.3f} | sign "
+        f"{result['first_action_sign_agreement']:.2f} | norm ratio "
+        f"{result['grad_norm_ratio']:.2f} | {minutes:.1f} min\n  cos per step: {per_step}"
+    )
+    return text, per_step
 
 
 def score(wm, scale: float, states: torch.Tensor, env_kwargs: dict, gamma: float, seed: int):
@@ -141,16 +162,8 @@ def main() -> None:
         wm, scale = train(VARIANTS[name], data, args.steps, args.batch, args.seed)
         result = score(wm, scale, states, env_kwargs, args.gamma, args.seed)
         minutes = (time.perf_counter() - start) / 60
-        per_step = " ".join(
-            "nan" if math.isnan(c) else f"{c:.2f}" for c in result["grad_cos_per_step"]
-        )
-        print(
-            f"{name:14s} value corr {result['value_corr']:.3f} | grad cos mean "
-            f"{result['grad_cos_mean']:.3f} median {result['grad_cos_median']:.3f} | sign "
-            f"{result['first_action_sign_agreement']:.2f} | norm ratio "
-            f"{result['grad_norm_ratio']:.2f} | {minutes:.1f} min\n  cos per step: {per_step}",
-            flush=True,
-        )
+        text, per_step = report(name, result, minutes)
+        print(text, flush=True)
         if args.csv is not None:
             new = not args.csv.exists()
             with args.csv.open("a", newline="") as f:
