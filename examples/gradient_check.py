@@ -3,6 +3,7 @@
     python examples/gradient_check.py run/checkpoints/checkpoint_83.pt
     python examples/gradient_check.py RUN_DIR --horizon 16 --states 256 --seed 0
     python examples/gradient_check.py RUN_DIR --start trot    # from the Ant trot's states
+    python examples/gradient_check.py RUN_DIR --smooth 0.3    # slopes of the noise-smoothed return
 
 PWM's actor follows the gradient of the imagined return through the world model, so a model with
 accurate values but wrong slopes still misleads it. This script rebuilds the world model, the
@@ -12,7 +13,10 @@ collects real start states with the stochastic policy (one per env, spread over 
 e.g. the Ant's ``trot``, to test the slope where a gait is rather than where the policy is),
 draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
 :func:`torchrl_flowmbpo.diagnostics.action_gradient_accuracy`: the model's gradient by autograd
-against central finite differences in the simulator restarted at each state. Returns are in raw
+against central finite differences in the simulator restarted at each state (``--smooth SIGMA``:
+the slopes of the return smoothed by Gaussian action noise of that std on both sides, the slope
+a stochastic policy follows on a rugged return; ``--smooth-samples`` antithetic pairs). Returns
+are in raw
 reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md`` (Diagnostics).
 
 The simulator must be restartable from an observation (``set_state_from_observation``): every
@@ -68,6 +72,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "gradient depends on the step (rugged contact dynamics; doubles the simulator time)",
     )
     parser.add_argument(
+        "--smooth",
+        type=float,
+        default=None,
+        help="compare the slopes of the return smoothed by Gaussian action noise of this std "
+        "(e.g. the policy's, ~0.3) instead of the finite-difference slopes",
+    )
+    parser.add_argument(
+        "--smooth-samples",
+        type=int,
+        default=128,
+        help="antithetic noise pairs of --smooth (128; 2 x this + 1 simulator rollouts)",
+    )
+    parser.add_argument(
         "--start",
         default="policy",
         help="who visits the start states: the checkpoint's stochastic 'policy' (default) or a "
@@ -79,6 +96,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("need --horizon >= 1, --states >= 2 and --eps > 0")
     if args.reference_eps is not None and args.reference_eps <= 0:
         parser.error(f"need --reference-eps > 0, got {args.reference_eps}")
+    if args.smooth is not None and (args.smooth <= 0 or args.smooth_samples < 2):
+        parser.error(
+            f"need --smooth > 0 and --smooth-samples >= 2, got {args.smooth} and "
+            f"{args.smooth_samples}"
+        )
+    if args.smooth is not None and args.reference_eps is not None:
+        parser.error("--reference-eps applies to finite differences, not to --smooth")
     return args
 
 
@@ -121,8 +145,9 @@ def start_observations(env, policy, steps: int) -> torch.Tensor:
     return obs[torch.arange(n, device=obs.device), times]
 
 
-def format_report(result: dict[str, Any]) -> str:
-    """The scalars on three lines, then the per-step cosine as a table."""
+def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
+    """The scalars on three lines, then the per-step cosine as a table (``smoothed``: the real
+    line compares the two halves of the noise pairs, not two finite-difference steps)."""
     lines = [
         f"values:    corr(model, real) {result['value_corr']:.3f}; mean return model "
         f"{result['model_return_mean']:.3f}, real {result['real_return_mean']:.3f}",
@@ -132,8 +157,9 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['grad_norm_ratio']:.3f}",
     ]
     if "real_self_cos_mean" in result:
+        pair = "half the pairs, the other half" if smoothed else "at eps, real at reference eps"
         lines.append(
-            f"real:      cos(real at eps, real at reference eps) per state mean "
+            f"real:      cos(real {pair}) per state mean "
             f"{result['real_self_cos_mean']:.3f}, median {result['real_self_cos_median']:.3f}"
         )
     lines.append("   t  cos(dR/da_t)")
@@ -181,17 +207,25 @@ def main(argv: list[str] | None = None) -> None:
         reward_loc=loc,
         eps=args.eps,
         reference_eps=args.reference_eps,
+        smoothing=args.smooth,
+        smoothing_samples=args.smooth_samples,
+        generator=torch.Generator().manual_seed(args.seed),
     )
     counters = state["counters"]
+    slope = (
+        f"eps = {args.eps}"
+        if args.smooth is None
+        else f"slopes smoothed by σ = {args.smooth} ({args.smooth_samples} antithetic pairs)"
+    )
     print(
         f"Gradient check of {state['variant']} on {task} (seed {state['seed']}, iteration "
         f"{counters['iteration']}, {counters['frames']} frames; WM "
         f"{state['specs']['world_model']['type']}): {args.states} start states of the "
         f"{'stochastic policy' if controller is None else args.start + ' controller'}, "
         f"H = {args.horizon} actions U[-{ACTION_RANGE}, {ACTION_RANGE}], "
-        f"γ = {gamma}, eps = {args.eps}, raw rewards (model reward × {scale:.4g} {loc:+.4g})"
+        f"γ = {gamma}, {slope}, raw rewards (model reward × {scale:.4g} {loc:+.4g})"
     )
-    print(format_report(result))
+    print(format_report(result, smoothed=args.smooth is not None))
 
 
 if __name__ == "__main__":

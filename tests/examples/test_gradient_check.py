@@ -100,3 +100,22 @@ def test_unknown_start_is_refused_before_the_simulator(script, make_checkpoint, 
     with pytest.raises(SystemExit, match=r"--start 'trot' is not one of: policy, pd \(cartpole\)"):
         script.main([str(path), "--start", "trot"])
     assert script.start_controller("policy", "cartpole") is None
+
+
+def test_smoothed_slopes_report_the_split_halves(script, make_checkpoint, tmp_path, capsys):
+    path = make_checkpoint(tmp_path / "c.pt")
+    args = ["--horizon", "2", "--states", str(STATES), "--smooth", "0.3", "--smooth-samples", "4"]
+    script.main([str(path), *args])
+    lines = capsys.readouterr().out.splitlines()
+    assert "slopes smoothed by σ = 0.3 (4 antithetic pairs)" in lines[0]
+    assert lines[3].startswith("real:      cos(real half the pairs, the other half) per state")
+    assert len(lines) == 4 + 1 + 2  # three scalar lines, the real line, header, two steps
+
+
+def test_bad_smoothing_is_refused(script, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "c.pt"), "--smooth", "0"])
+    assert "need --smooth > 0 and --smooth-samples >= 2, got 0.0 and 128" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        script.main([str(tmp_path / "c.pt"), "--smooth", "0.3", "--reference-eps", "0.01"])
+    assert "--reference-eps applies to finite differences" in capsys.readouterr().err

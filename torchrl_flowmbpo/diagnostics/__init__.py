@@ -38,6 +38,7 @@ from torchrl_flowmbpo.diagnostics.gradients import (
     finite_difference_gradient,
     make_real_return,
     model_action_gradient,
+    smoothed_gradient,
 )
 from torchrl_flowmbpo.diagnostics.returns import (
     collect_rollouts,
@@ -73,5 +74,6 @@ __all__ = [
     "reference_behaviours",
     "reference_probe",
     "scalar_metrics",
+    "smoothed_gradient",
     "termination_calibration",
 ]
