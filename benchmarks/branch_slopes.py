@@ -18,7 +18,9 @@ within a slice are dropped (the printout gives how many). Every model is trained
 on the slices with the project's ``WorldModelLoss`` (rewards divided by their std; Adam lr 3e-4,
 clip 20) and scored by :func:`~torchrl_flowmbpo.diagnostics.action_gradient_accuracy` from
 ``--states`` held-out trot states (another seed) with fresh sequences: model vs simulator value
-and gradient of the ``horizon``-step return. Everything but the data's branching is the same.
+and gradient of the ``horizon``-step return (``--smooth σ``: the slopes of the return smoothed by
+action noise σ, as ``examples/gradient_check.py --smooth``). Everything but the data's branching
+is the same.
 
 Usage:
     python benchmarks/branch_slopes.py --branches 1 16 --slices 4096 --steps 3000
@@ -104,14 +106,29 @@ def train(spec: dict, data: TensorDictBase, horizon: int, steps: int, batch: int
     return wm, scale
 
 
-def score(wm, scale: float, states: torch.Tensor, horizon: int, gamma: float, seed: int):
-    """``action_gradient_accuracy`` from ``states`` with fresh sequences in [-0.5, 0.5]."""
+def score(
+    wm,
+    scale: float,
+    states: torch.Tensor,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """``action_gradient_accuracy`` from ``states`` with fresh sequences in [-0.5, 0.5]
+    (finite differences, or the smoothed slopes with ``--smooth``)."""
+    seed = args.seed + 1000
     env = make_env("ant", num_envs=states.shape[0], device="cpu", seed=seed)
     generator = torch.Generator().manual_seed(seed + 1)
-    shape = (states.shape[0], horizon, env.action_spec.shape[-1])
+    shape = (states.shape[0], args.horizon, env.action_spec.shape[-1])
     actions = (torch.rand(shape, generator=generator) * 2 - 1) * ACTION_RANGE
     return action_gradient_accuracy(
-        wm, states, actions, make_real_return(env, gamma=gamma), gamma=gamma, reward_scale=scale
+        wm,
+        states,
+        actions,
+        make_real_return(env, gamma=args.gamma),
+        gamma=args.gamma,
+        reward_scale=scale,
+        smoothing=args.smooth,
+        smoothing_samples=args.smooth_samples,
+        generator=generator,
     )
 
 
@@ -125,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=256, help="slices per step")
     parser.add_argument("--states", type=int, default=32, help="held-out scoring states")
     parser.add_argument("--gamma", type=float, default=0.99)
+    parser.add_argument(
+        "--smooth", type=float, default=None, help="score the slopes smoothed by this action std"
+    )
+    parser.add_argument("--smooth-samples", type=int, default=128, help="antithetic pairs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None, help="append one row per model")
@@ -156,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             wm, scale = train(
                 WORLD_MODELS[name], data, args.horizon, args.steps, args.batch, args.seed
             )
-            result = score(wm, scale, held_out, args.horizon, args.gamma, args.seed + 1000)
+            result = score(wm, scale, held_out, args)
             minutes = (time.perf_counter() - start) / 60
             text, per_step = report(name, result, minutes)
             print("  " + text, flush=True)
@@ -170,12 +191,12 @@ def write_row(args, branches: int, name: str, kept: int, result: dict, per_step:
         writer = csv.writer(f)
         if new:
             writer.writerow(
-                ["wm", "branches", "slices_kept", "steps", "seed", "value_corr",
+                ["wm", "branches", "slices_kept", "steps", "seed", "smooth", "value_corr",
                  "grad_cos_mean", "grad_cos_median", "sign_agreement", "norm_ratio",
                  "cos_per_step"]
             )  # fmt: skip
         writer.writerow(
-            [name, branches, kept, args.steps, args.seed, result["value_corr"],
+            [name, branches, kept, args.steps, args.seed, args.smooth or "", result["value_corr"],
              result["grad_cos_mean"], result["grad_cos_median"],
              result["first_action_sign_agreement"], result["grad_norm_ratio"], per_step]
         )  # fmt: skip

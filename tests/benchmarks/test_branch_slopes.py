@@ -50,13 +50,15 @@ def test_tiny_run_writes_finite_rows(tmp_path, capsys):
     out = tmp_path / "rows.csv"
     bench.main(
         ["--branches", "1", "2", "--slices", "4", "--horizon", "2", "--steps", "2",
-         "--batch", "4", "--states", "3", "--csv", str(out)]
+         "--batch", "4", "--states", "3", "--smooth", "0.3", "--smooth-samples", "2",
+         "--csv", str(out)]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert "branches 1: 4 trot states x 1" in printed and "branches 2: 2 trot states x 2" in printed
     rows = list(csv.DictReader(out.open()))
     assert [(r["wm"], r["branches"]) for r in rows] == [("mlp", "1"), ("mlp", "2")]
     for row in rows:
+        assert row["smooth"] == "0.3"
         assert -1.0 <= float(row["grad_cos_mean"]) <= 1.0
         assert math.isfinite(float(row["value_corr"]))
         assert len(row["cos_per_step"].split()) == 2
