@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +91,61 @@ def branch_data(
         steps.append(out.select("observation", "action", "next").clone())
         td = env.step_mdp(out)
     data = torch.stack(steps, 1)
+    group = torch.arange(n).div(branches, rounding_mode="floor")
+    data.set("group", group.unsqueeze(-1).expand(n, length).clone())
     alive = ~data.get(("next", "done")).squeeze(-1).any(-1)
     return data[alive], 1.0 - float(alive.float().mean())
 
 
-def train(spec: dict, data: TensorDictBase, horizon: int, steps: int, batch: int, seed: int):
-    """A world model trained from scratch on whole slices; returns it and the reward scale."""
-    torch.manual_seed(seed)
+def branch_difference_loss(
+    wm, data: TensorDictBase, pairs: int, horizon: int
+) -> Callable[[], torch.Tensor]:
+    """A loss on what the branches of one state disagree on: for ``pairs`` random pairs of
+    branches (rows of one ``group``), the model's open-loop rewards from the shared start,
+    ``r̂_t = r̂(z_t, a_t)``, ``z_{t+1} = next(z_t, a_t)``, must differ as the real ones do:
+    ``mean_t ((r̂¹_t − r̂²_t) − (r¹_t − r²_t))²``. The state's own part cancels, so only the
+    actions' effect is fitted, the part a next-state regression hardly weighs."""
+    group = data.get("group")[:, 0]
+    members = [(group == g).nonzero().squeeze(-1) for g in group.unique().tolist()]
+    shared = [rows for rows in members if rows.numel() >= 2]
+    if not shared:
+        raise ValueError("branch_difference_loss needs states with two or more kept branches")
+    observation, action = data.get("observation")[:, 0], data.get("action")[:, :horizon]
+    reward = data.get(("next", "reward"))[:, :horizon, 0]
+
+    def loss() -> torch.Tensor:
+        picks = torch.randint(len(shared), (pairs,)).tolist()
+        two = torch.stack([shared[i][torch.randperm(shared[i].numel())[:2]] for i in picks])
+        rows = torch.cat([two[:, 0], two[:, 1]])
+        z, act, predicted = wm.encode(observation[rows]), action[rows], []
+        for t in range(horizon):
+            predicted.append(wm.reward(z, act[:, t]).reshape(-1))
+            z = wm.next(z, act[:, t])
+        pred, real = torch.stack(predicted, 1), reward[rows]
+        return ((pred[:pairs] - pred[pairs:]) - (real[:pairs] - real[pairs:])).pow(2).mean()
+
+    return loss
+
+
+def train(
+    spec: dict,
+    data: TensorDictBase,
+    args: argparse.Namespace,
+) -> tuple[Any, float]:
+    """A world model trained from scratch on whole slices (plus ``--diff-weight`` times
+    :func:`branch_difference_loss` on ``batch / 2`` pairs); returns it and the reward scale."""
+    torch.manual_seed(args.seed)
     obs_dim, action_dim = data.get("observation").shape[-1], data.get("action").shape[-1]
     wm = build_world_model(spec, obs_dim, action_dim)
     scale = float(data.get(("next", "reward")).std())
     data = data.clone()
     data.set(("next", "reward"), data.get(("next", "reward")) / scale)
-    fit(wm, lambda: data[torch.randint(data.shape[0], (batch,))], horizon, steps)
+    extra = None
+    if args.diff_weight > 0:
+        difference = branch_difference_loss(wm, data, args.batch // 2, args.horizon)
+        extra = lambda: args.diff_weight * difference()  # noqa: E731
+    sample = lambda: data[torch.randint(data.shape[0], (args.batch,))]  # noqa: E731
+    fit(wm, sample, args.horizon, args.steps, extra)
     return wm, scale
 
 
@@ -146,6 +189,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--smooth", type=float, default=None, help="score the slopes smoothed by this action std"
     )
     parser.add_argument("--smooth-samples", type=int, default=128, help="antithetic pairs")
+    parser.add_argument(
+        "--diff-weight",
+        type=float,
+        default=0.0,
+        help="weight of the branch-difference reward loss (needs --branches >= 2)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=None, help="append one row per model")
@@ -153,8 +202,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     bad = [k for k in args.branches if k < 1 or args.slices % k]
     if bad:
         parser.error(f"--branches {bad}: each must be >= 1 and divide --slices {args.slices}")
-    if min(args.horizon, args.steps, args.batch, args.states - 1) < 1:
-        parser.error("need --horizon, --steps, --batch >= 1 and --states >= 2")
+    if args.diff_weight < 0 or (args.diff_weight > 0 and min(args.branches) < 2):
+        parser.error(
+            f"--diff-weight {args.diff_weight}: must be >= 0, and > 0 needs every --branches "
+            f">= 2 (got {args.branches})"
+        )
+    if min(args.horizon, args.steps, args.batch - 1, args.states - 1) < 1:
+        parser.error("need --horizon, --steps >= 1 and --batch, --states >= 2")
     return args
 
 
@@ -174,9 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         for name in args.wm:
             start = time.perf_counter()
-            wm, scale = train(
-                WORLD_MODELS[name], data, args.horizon, args.steps, args.batch, args.seed
-            )
+            wm, scale = train(WORLD_MODELS[name], data, args)
             result = score(wm, scale, held_out, args)
             minutes = (time.perf_counter() - start) / 60
             text, per_step = report(name, result, minutes)

@@ -78,13 +78,21 @@ def collect(env_kwargs: dict, envs: int, episodes: int, seed: int) -> TensorDict
     return torch.cat(rows, 0)
 
 
-def fit(wm, sample: Callable[[], TensorDict], horizon: int, steps: int) -> None:
-    """``steps`` steps of ``WorldModelLoss`` on the batches ``sample()`` draws (Adam lr 3e-4,
-    gradients clipped at 20)."""
+def fit(
+    wm,
+    sample: Callable[[], TensorDict],
+    horizon: int,
+    steps: int,
+    extra_loss: Callable[[], torch.Tensor] | None = None,
+) -> None:
+    """``steps`` steps of ``WorldModelLoss`` on the batches ``sample()`` draws, plus
+    ``extra_loss()`` if given (Adam lr 3e-4, gradients clipped at 20)."""
     loss_fn = WorldModelLoss(wm, horizon=horizon)
     optimizer = torch.optim.Adam(wm.parameters(), lr=3e-4)
     for _ in range(steps):
         loss = sum(v for k, v in loss_fn(sample()).items() if k.startswith("loss_"))
+        if extra_loss is not None:
+            loss = loss + extra_loss()
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(wm.parameters(), 20.0)
