@@ -243,13 +243,13 @@ def write_row(args, branches: int, name: str, kept: int, result: dict, per_step:
         writer = csv.writer(f)
         if new:
             writer.writerow(
-                ["wm", "branches", "slices_kept", "steps", "seed", "smooth", "value_corr",
-                 "grad_cos_mean", "grad_cos_median", "sign_agreement", "norm_ratio",
-                 "cos_per_step"]
+                ["wm", "branches", "slices_kept", "steps", "seed", "smooth", "diff_weight",
+                 "value_corr", "grad_cos_mean", "grad_cos_median", "sign_agreement",
+                 "norm_ratio", "cos_per_step"]
             )  # fmt: skip
         writer.writerow(
-            [name, branches, kept, args.steps, args.seed, args.smooth or "", result["value_corr"],
-             result["grad_cos_mean"], result["grad_cos_median"],
+            [name, branches, kept, args.steps, args.seed, args.smooth or "", args.diff_weight,
+             result["value_corr"], result["grad_cos_mean"], result["grad_cos_median"],
              result["first_action_sign_agreement"], result["grad_norm_ratio"], per_step]
         )  # fmt: skip
 

@@ -101,7 +101,7 @@ def test_tiny_run_writes_finite_rows(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert [(r["wm"], r["branches"]) for r in rows] == [("mlp", "1"), ("mlp", "2")]
     for row in rows:
-        assert row["smooth"] == "0.3"
+        assert row["smooth"] == "0.3" and row["diff_weight"] == "0.0"
         assert -1.0 <= float(row["grad_cos_mean"]) <= 1.0
         assert math.isfinite(float(row["value_corr"]))
         assert len(row["cos_per_step"].split()) == 2
