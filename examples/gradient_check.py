@@ -16,8 +16,8 @@ draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
 against central finite differences in the simulator restarted at each state (``--smooth SIGMA``:
 the slopes of the return smoothed by Gaussian action noise of that std on both sides, the slope
 a stochastic policy follows on a rugged return; ``--smooth-samples`` antithetic pairs). Returns
-are in raw
-reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md`` (Diagnostics).
+are in raw reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md``
+(Diagnostics).
 
 The simulator must be restartable from an observation (``set_state_from_observation``): every
 built-in task is (the locomotion tasks restart at the observed state with the torso's horizontal
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         reference_eps=args.reference_eps,
         smoothing=args.smooth,
         smoothing_samples=args.smooth_samples,
-        generator=torch.Generator().manual_seed(args.seed),
+        generator=torch.Generator(device=args.device).manual_seed(args.seed),
     )
     counters = state["counters"]
     slope = (

@@ -159,10 +159,18 @@ def finite_difference_gradient(
     return base, grad
 
 
-def _antithetic_actions(
-    actions: torch.Tensor, sigma: float, samples: int, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(ε [M, N, H, A], clamp(a + σε), clamp(a − σε))`` with ε ~ N(0, I)."""
+@torch.no_grad()
+def _smoothing_samples(
+    real_return: RealReturn,
+    observations: torch.Tensor,
+    actions: torch.Tensor,
+    sigma: float,
+    samples: int,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(R(a) [N], terms [M, N, H, A], a + σε, a − σε)``: the antithetic terms
+    ``(R(a + σε_m) − R(a − σε_m)) ε_m / 2σ`` (CPU, float64) of ε ~ N(0, I) and the perturbed
+    sequences, clamped to [-1, 1]."""
     if sigma <= 0 or samples < 2:
         raise ValueError(f"need sigma > 0 and samples >= 2, got {sigma} and {samples}.")
     noise = torch.randn(
@@ -170,26 +178,13 @@ def _antithetic_actions(
     )
     plus = (actions + sigma * noise).clamp(-1.0, 1.0)
     minus = (actions - sigma * noise).clamp(-1.0, 1.0)
-    return noise, plus, minus
-
-
-@torch.no_grad()
-def _smoothing_terms(
-    real_return: RealReturn,
-    observations: torch.Tensor,
-    actions: torch.Tensor,
-    noise: torch.Tensor,
-    plus: torch.Tensor,
-    minus: torch.Tensor,
-    sigma: float,
-) -> torch.Tensor:
-    """Per-sample antithetic terms ``(R(a + σε) − R(a − σε)) ε / 2σ`` ``[M, N, H, A]``."""
+    base = real_return(observations, actions).reshape(-1).double().cpu()
     terms = []
-    for m in range(noise.shape[0]):
+    for m in range(samples):
         diff = real_return(observations, plus[m]).reshape(-1).double()
         diff = diff - real_return(observations, minus[m]).reshape(-1).double()
         terms.append(diff.view(-1, 1, 1).cpu() * noise[m].double().cpu() / (2 * sigma))
-    return torch.stack(terms)
+    return base, torch.stack(terms), plus, minus
 
 
 def smoothed_gradient(
@@ -238,9 +233,9 @@ def smoothed_gradient(
         ([-0.3125], [-1.0, 0.5])
     """
     _check_inputs(observations, actions)
-    noise, plus, minus = _antithetic_actions(actions, sigma, samples, generator)
-    base = real_return(observations, actions).reshape(-1).double().cpu()
-    terms = _smoothing_terms(real_return, observations, actions, noise, plus, minus, sigma)
+    base, terms, _, _ = _smoothing_samples(
+        real_return, observations, actions, sigma, samples, generator
+    )
     return base, terms.mean(0)
 
 
@@ -370,9 +365,9 @@ def action_gradient_accuracy(
             real_return, observations, actions, eps=eps
         )
     else:
-        noise, plus, minus = _antithetic_actions(actions, smoothing, smoothing_samples, generator)
-        real_ret = real_return(observations, actions).reshape(-1).double()
-        terms = _smoothing_terms(real_return, observations, actions, noise, plus, minus, smoothing)
+        real_ret, terms, plus, minus = _smoothing_samples(
+            real_return, observations, actions, smoothing, smoothing_samples, generator
+        )
         real_grad = terms.mean(0)
         half = terms.shape[0] // 2
         n = actions.shape[0]
