@@ -2,7 +2,7 @@
 
 PWM's actor follows d(imagined return)/d(actions) through the world model. On the Ant, models
 trained in the pipeline value behaviours well but their slopes are unrelated to the simulator's
-(docs/learning_notes.md, sessions 5 and 10: cosine ~0 from the trot's states). A policy's data
+(docs/learning_notes.md, sessions 5, 10 and 11: cosine ~0 from the trot's states). A policy's data
 visit every state once, with one action, so the effect of *another* action at that state is
 learnt only through generalisation across states. This study asks whether data that vary the
 action at the same state teach the slope: the simulator is restarted at recorded states
@@ -23,8 +23,9 @@ action noise σ, as ``examples/gradient_check.py --smooth``). Everything but the
 is the same.
 
 Usage:
-    python benchmarks/branch_slopes.py --branches 1 16 --slices 4096 --steps 3000
-    python benchmarks/branch_slopes.py --branches 1 16 --wm flow --csv out.csv
+    python benchmarks/branch_slopes.py                      # K = 1 vs 16, MLP: 20-30 min here
+    python benchmarks/branch_slopes.py --smooth 0.3 --smooth-samples 256 --steps 8000
+    python benchmarks/branch_slopes.py --branches 16 --diff-weight 10 --wm flow --csv out.csv
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def branch_difference_loss(
     branches (rows of one ``group``), the model's open-loop rewards from the shared start,
     ``r̂_t = r̂(z_t, a_t)``, ``z_{t+1} = next(z_t, a_t)``, must differ as the real ones do:
     ``mean_t ((r̂¹_t − r̂²_t) − (r¹_t − r²_t))²``. The state's own part cancels, so only the
-    actions' effect is fitted, the part a next-state regression hardly weighs."""
+    actions' effect is fitted, which a next-state regression need not weigh much."""
     group = data.get("group")[:, 0]
     members = [(group == g).nonzero().squeeze(-1) for g in group.unique().tolist()]
     shared = [rows for rows in members if rows.numel() >= 2]
@@ -179,10 +180,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--branches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--wm", nargs="+", default=["mlp"], choices=list(WORLD_MODELS))
-    parser.add_argument("--slices", type=int, default=4096, help="training slices per data set")
+    parser.add_argument("--slices", type=int, default=2048, help="training slices per data set")
     parser.add_argument("--horizon", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=3000, help="world-model steps")
-    parser.add_argument("--batch", type=int, default=256, help="slices per step")
+    parser.add_argument("--steps", type=int, default=2000, help="world-model steps")
+    parser.add_argument("--batch", type=int, default=128, help="slices per step")
     parser.add_argument("--states", type=int, default=32, help="held-out scoring states")
     parser.add_argument("--gamma", type=float, default=0.99)
     parser.add_argument(
