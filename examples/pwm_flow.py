@@ -45,6 +45,7 @@ from utils import (
     RunClock,
     check_schedule,
     count_iterations,
+    drop_logged_after,
     make_collector,
     make_logger,
     make_losses,
@@ -130,6 +131,9 @@ def main(cfg: DictConfig) -> None:
         history = state["history"]
         env.set_seed(cfg.seed + counters["iteration"])
         print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+        dropped = drop_logged_after(run_dir / "logs", counters["frames"])
+        if dropped:
+            print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
 
     def checkpoint() -> Path:
         state = run_state(

@@ -36,7 +36,7 @@ from sac_utils import (
     make_replay_buffer,
     update,
 )
-from utils import RunClock, make_collector, make_logger, make_task_env
+from utils import RunClock, drop_logged_after, make_collector, make_logger, make_task_env
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="sac")
@@ -93,6 +93,9 @@ def main(cfg: DictConfig) -> None:
         history = state["history"]
         env.set_seed(cfg.seed + counters["iteration"])
         print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+        dropped = drop_logged_after(run_dir / "logs", counters["frames"])
+        if dropped:
+            print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
 
     def checkpoint() -> Path:
         specs = {"env": env_spec, "sac": OmegaConf.to_container(sac, resolve=True)}

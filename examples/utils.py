@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -197,6 +199,28 @@ def make_logger(cfg: DictConfig, run_dir: str):
     return get_logger(
         cfg.logger.backend, logger_name=f"{run_dir}/logs", experiment_name=exp_name, **kwargs
     )
+
+
+def drop_logged_after(log_dir: str | os.PathLike, step: int) -> int:
+    """Removes the CSV scalar rows logged after ``step`` under ``log_dir``; returns how many.
+
+    A run stopped between two checkpoints has logged rows that its resume, which restarts
+    from the last checkpoint, logs again; kept, the curves would hold both (out of step
+    order). TorchRL's CSV logger writes ``<experiment>/scalars/<name>.csv`` files of
+    ``step,value`` lines; each changed file is replaced atomically. Other files are left.
+    """
+    dropped = 0
+    for path in Path(log_dir).rglob("*.csv"):
+        if "scalars" not in path.parts:
+            continue
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if float(line.split(",", 1)[0]) <= step]
+        if len(kept) < len(lines):
+            partial = path.with_name(path.name + ".partial")
+            partial.write_text("".join(kept))
+            os.replace(partial, path)
+            dropped += len(lines) - len(kept)
+    return dropped
 
 
 def check_schedule(cfg: DictConfig) -> None:

@@ -257,3 +257,26 @@ def test_diagnostics_log_the_actor_gradient_split(resumed, read_scalars):
     assert all(0.0 <= v <= 1.0 for v in series["bootstrap_share"][1])
     for name in ("grad_norm_ratio", "reward_part_mean", "bootstrap_part_mean"):
         read_scalars(scalars / f"diagnostics/actor_{name}.csv")
+
+
+def test_resume_after_a_lost_checkpoint_drops_the_rows_it_logs_again(
+    scripts, tmp_path_factory, read_scalars
+):
+    # A run stopped after logging an iteration but before checkpointing it: its resume starts
+    # from the iteration before and logs that one again; the stale rows must go.
+    run_dir = tmp_path_factory.mktemp("lost_checkpoint") / "run"
+    scripts.start_training(RESUME.format(frames=FIRST_FRAMES), run_dir=run_dir).result().check()
+    latest = find_latest_checkpoint(run_dir / "checkpoints")
+    latest.unlink()
+    kept = find_latest_checkpoint(run_dir / "checkpoints")
+    frames = torch.load(kept, weights_only=True)["counters"]["frames"]
+    (log_dir,) = (run_dir / "logs").iterdir()
+    stale, _ = read_scalars(log_dir / "scalars" / "loss/world_model.csv")
+    assert max(stale) > frames
+    second = scripts.start_training(RESUME.format(frames=SECOND_FRAMES), run_dir=run_dir)
+    second = second.result().check()
+    (line,) = [s for s in second.stdout.splitlines() if s.startswith("Dropped")]
+    assert line.endswith(f"after frame {frames}.")
+    for name in ("loss/world_model.csv", "eval/return.csv", "time/elapsed_s.csv"):
+        steps, _ = read_scalars(log_dir / "scalars" / name)
+        assert all(b > a for a, b in itertools.pairwise(steps)), (name, steps)
