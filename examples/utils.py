@@ -207,14 +207,23 @@ def drop_logged_after(log_dir: str | os.PathLike, step: int) -> int:
     A run stopped between two checkpoints has logged rows that its resume, which restarts
     from the last checkpoint, logs again; kept, the curves would hold both (out of step
     order). TorchRL's CSV logger writes ``<experiment>/scalars/<name>.csv`` files of
-    ``step,value`` lines; each changed file is replaced atomically. Other files are left.
+    ``step,value`` lines; each changed file is replaced atomically. A line cut short by the stop
+    (no newline, or no number) goes too: the next row would be appended to it. Other files are
+    left.
     """
+
+    def logged_step(line: str) -> float:
+        try:
+            return float(line.split(",", 1)[0]) if line.endswith("\n") else math.inf
+        except ValueError:
+            return math.inf
+
     dropped = 0
     for path in Path(log_dir).rglob("*.csv"):
         if "scalars" not in path.parts:
             continue
         lines = path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if float(line.split(",", 1)[0]) <= step]
+        kept = [line for line in lines if logged_step(line) <= step]
         if len(kept) < len(lines):
             partial = path.with_name(path.name + ".partial")
             partial.write_text("".join(kept))

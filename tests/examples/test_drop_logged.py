@@ -29,3 +29,13 @@ def test_rows_after_the_step_are_dropped_in_every_scalar_file(utils, tmp_path):
     assert other.read_text() == "999,1\n"  # not a scalar file: left alone
     assert not list(tmp_path.rglob("*.partial"))
     assert utils.drop_logged_after(tmp_path, 128) == 0
+
+
+def test_a_line_cut_short_by_the_stop_is_dropped(utils, tmp_path):
+    scalars = tmp_path / "exp" / "scalars"
+    scalars.mkdir(parents=True)
+    (scalars / "a.csv").write_text("64,1.0\n128,2.0\n19")  # killed mid-write
+    (scalars / "b.csv").write_text("64,1.0\n,\n")
+    assert utils.drop_logged_after(tmp_path, 1000) == 2
+    assert (scalars / "a.csv").read_text() == "64,1.0\n128,2.0\n"
+    assert (scalars / "b.csv").read_text() == "64,1.0\n"
