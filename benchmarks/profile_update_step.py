@@ -6,6 +6,9 @@ iteration per path and prints the operators with the largest self CPU time (and 
 on a GPU), plus each path's total number of operator calls: the TensorDict/TorchRL overhead
 shows up as extra calls and as Python-side time between kernels; scalar reads
 (``aten::_local_scalar_dense``: ``item``, ``float``, ``bool`` of a tensor) are host syncs on a GPU.
+It also counts the Python function calls of one iteration per path (``sys.setprofile``): the
+wrapper overhead that the operator profiler does not see, and that a launch-bound GPU iteration
+waits for. Unlike a time, the count does not depend on what else the machine runs.
 
 Usage:
     python benchmarks/profile_update_step.py --config mlp --device cuda
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -28,6 +33,23 @@ from update_step import (
     make_data,
     make_optimizers,
 )
+
+
+def python_calls(function: Callable[[], object]) -> int:
+    """Python and C function calls made while ``function()`` runs."""
+    count = 0
+
+    def tracer(frame, event, arg) -> None:
+        nonlocal count
+        if event in ("call", "c_call"):
+            count += 1
+
+    sys.setprofile(tracer)
+    try:
+        function()
+    finally:
+        sys.setprofile(None)
+    return count
 
 
 def main() -> None:
@@ -67,7 +89,7 @@ def main() -> None:
         syncs = sum(event.count for event in events if event.key == "aten::_local_scalar_dense")
         print(
             f"=== {args.config} ({args.size}, {args.device}) — {name}: {calls:,} operator calls, "
-            f"{syncs:,} scalar reads"
+            f"{syncs:,} scalar reads, {python_calls(iteration):,} Python function calls"
         )
         print(events.table(sort_by=args.sort, row_limit=args.rows, max_name_column_width=48))
 

@@ -9,8 +9,9 @@ act 8), generated before timing.
 Two implementations run side by side in one process per configuration:
 
 * ``ours``: :class:`~torchrl_flowmbpo.recipes.PWMUpdater` with ``WorldModelLoss``,
-  ``PWMActorLoss`` (imagination through ``ImaginedLatentEnv.rollout``) and ``PWMValueLoss``
-  (TorchRL's ``td_lambda_return_estimate``), on TensorDict batches;
+  ``PWMActorLoss`` (imagination through ``ImaginedLatentEnv.imagine``) and ``PWMValueLoss``
+  (TorchRL's ``td_lambda_return_estimate``; ``functional=False``, as the pipeline builds it
+  without a target critic), on TensorDict batches;
 * ``plain``: :class:`plain_pwm.PlainIteration` (``benchmarks/plain_pwm.py``), the same losses
   written by hand on plain tensors (:func:`plain_pwm.plain_world_model_loss`,
   :func:`plain_pwm.plain_actor_loss`, :func:`plain_pwm.plain_td_lambda`,
@@ -98,7 +99,8 @@ class OursIteration:
     def __init__(self, wm, actor, critic, optimizers, data, size) -> None:
         horizon = size["horizon"]
         wm_loss = WorldModelLoss(wm, horizon=horizon, wm_rho=WM_RHO, flow_source="rollout")
-        value_loss = PWMValueLoss(critic, gamma=GAMMA, lmbda=LMBDA)
+        # As examples/utils.make_losses builds it without a target critic.
+        value_loss = PWMValueLoss(critic, gamma=GAMMA, lmbda=LMBDA, functional=False)
         actor_loss = PWMActorLoss(actor, critic, wm, horizon=horizon, gamma=GAMMA, ret_rms=True)
         self.updater = PWMUpdater(
             wm_loss,

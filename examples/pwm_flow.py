@@ -114,10 +114,11 @@ def main(cfg: DictConfig) -> None:
         "world_model": world_model,
         "actor": actor,
         "critic": critic,
-        "value_loss": value_loss,
         "actor_loss": actor_loss,
         "reward_norm": reward_norm,
     }
+    if value_loss.functional:  # holds the target critic's parameters
+        modules["value_loss"] = value_loss
     if termination_balance is not None:
         modules["termination_balance"] = termination_balance
     counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False, "elapsed_s": 0.0}

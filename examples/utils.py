@@ -89,6 +89,8 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         lmbda=algo.lmbda,
         critic_target=algo.critic_target,
         target_critic=algo.target_critic,
+        # Without a target critic nothing needs swapping in: a plain call per critic step.
+        functional=algo.target_critic,
     )
     actor_loss = PWMActorLoss(
         actor,

@@ -7,10 +7,11 @@ import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torchrl.envs.utils import check_env_specs
+from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 from torchrl.objectives import hold_out_net
 
 from torchrl_flowmbpo.envs import ImaginedLatentEnv
+from torchrl_flowmbpo.modules import FlowActor, GaussianActor
 from torchrl_flowmbpo.modules.models import FlowWorldModel, LatentWorldModel, PWMWorldModel
 
 OBS, ACT, LATENT = 5, 3, 16
@@ -161,3 +162,56 @@ def test_hold_out_net_freezes_world_model_only(wm_cls) -> None:
     for name, p in policy.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert z0.grad is not None and z0.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# imagine(): rollout()'s trajectory without EnvBase's per-step machinery.
+
+
+def _trajectories_and_grads(env, actor, start, horizon):
+    """(rollout, imagine) trajectories from one start and one RNG state, with the gradients of
+    one scalar of each w.r.t. the actor's parameters and the start latent."""
+    results = []
+    for method in ("rollout", "imagine"):
+        begin = start.clone()
+        z0 = begin["latent"].requires_grad_(True)
+        torch.manual_seed(1)
+        with set_exploration_type(ExplorationType.RANDOM):
+            if method == "rollout":
+                traj = _rollout(env, actor, begin, horizon)
+            else:
+                traj = env.imagine(actor, begin, horizon)
+        objective = traj["next", "reward"].sum() + traj["next", "latent"].pow(2).sum()
+        if "termination_logit" in traj["next"]:
+            objective = objective + traj["next", "termination_logit"].sigmoid().sum()
+        grads = torch.autograd.grad(objective, [z0, *actor.parameters()])
+        results.append((traj, grads))
+    return results
+
+
+@pytest.mark.parametrize("actor_cls", [GaussianActor, FlowActor], ids=["gaussian", "flow"])
+@pytest.mark.parametrize("termination_head", [True, False], ids=["term", "noterm"])
+@pytest.mark.parametrize("batch_shape", [(5,), (3, 4)], ids=["B5", "B3x4"])
+def test_imagine_equals_rollout(wm_cls, actor_cls, termination_head, batch_shape) -> None:
+    wm = _make_wm(wm_cls, termination_head)
+    env, actor = ImaginedLatentEnv(wm), actor_cls(LATENT, ACT, hidden=(32,))
+    (expected, expected_grads), (traj, grads) = _trajectories_and_grads(
+        env, actor, _start(wm, batch_shape), 4
+    )
+    assert traj.batch_size == expected.batch_size == (*batch_shape, 4)
+    assert set(traj.keys(True, True)) == set(expected.keys(True, True))
+    for key in expected.keys(True, True):
+        assert traj[key].dtype == expected[key].dtype, key
+        # Bit-identical: the same operations on the same random draws.
+        assert torch.equal(traj[key], expected[key]), key
+    # The actor samples (RANDOM exploration), so equal actions mean equal random draws.
+    assert traj["action"].std() > 0
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert torch.equal(got, want)
+        assert want.abs().sum() > 0
+
+
+def test_imagine_rejects_a_non_positive_horizon() -> None:
+    wm = _make_wm(PWMWorldModel)
+    with pytest.raises(ValueError, match="steps must be >= 1, got 0"):
+        ImaginedLatentEnv(wm).imagine(_policy(), _start(wm, (2,)), 0)

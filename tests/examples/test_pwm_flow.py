@@ -88,7 +88,6 @@ def test_bundle_checkpoint_records_the_variant(checkpoint, bundle):
         "world_model",
         "actor",
         "critic",
-        "value_loss",
         "actor_loss",
         "reward_norm",
         "termination_balance",
@@ -129,7 +128,7 @@ def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle)
 RESUME = (
     "env=ant env.num_envs=4 collector.total_frames={frames} eval.episodes=1 eval.num_envs=1 "
     "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR "
-    "diagnostics.critic_tail_tolerance=0.5 diagnostics.interval=1"
+    "diagnostics.critic_tail_tolerance=0.5 diagnostics.interval=1 algo.target_critic=true"
 )
 FIRST_FRAMES, SECOND_FRAMES = 256, 448
 
@@ -173,6 +172,12 @@ def test_second_run_resumes_counters_and_optimizers(resumed):
         assert step_after > step_before, name
         # the LR schedule continues from the resumed iteration
         assert state["schedulers"][name]["last_epoch"] == after["iteration"]
+    # The target critic (in the value loss, saved only when it has one) resumes and moves on.
+    target_before = first_state["modules"]["value_loss"]
+    target_after = state["modules"]["value_loss"]
+    target_keys = [key for key in target_after if key.startswith("target_critic_network_params")]
+    assert target_keys and set(target_keys) <= set(target_before)
+    assert not all(torch.equal(target_before[k], target_after[k]) for k in target_keys)
     actor_steps = (
         state["optimizers"]["actor"]["state"][0]["step"]
         - first_state["optimizers"]["actor"]["state"][0]["step"]

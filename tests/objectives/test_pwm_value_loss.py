@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from tensordict import TensorDict
@@ -77,8 +79,15 @@ def test_hand_recursion_matches_written_numbers():
 @pytest.mark.parametrize(
     ("critic_target", "expected"), [("td_lambda", TD_LAMBDA), ("one_step", ONE_STEP)]
 )
-def test_targets_match_hand_recursion(linear_critic, critic_target, expected):
-    loss = PWMValueLoss(linear_critic(), gamma=GAMMA, lmbda=LMBDA, critic_target=critic_target)
+@pytest.mark.parametrize("functional", [True, False], ids=["functional", "plain"])
+def test_targets_match_hand_recursion(linear_critic, critic_target, expected, functional):
+    loss = PWMValueLoss(
+        linear_critic(),
+        gamma=GAMMA,
+        lmbda=LMBDA,
+        critic_target=critic_target,
+        functional=functional,
+    )
     traj = loss.compute_value_targets(_example_trajectory())
     torch.testing.assert_close(traj["value_target"].flatten(), torch.tensor(expected))
 
@@ -191,11 +200,13 @@ def test_soft_update_after_forward_moves_targets_by_tau(models):
         assert not torch.equal(target.get(key), before.get(key))
 
 
-@pytest.mark.parametrize("target_critic", [True, False])
-def test_targets_use_target_params(models, target_critic):
+@pytest.mark.parametrize(
+    ("target_critic", "functional"), [(True, True), (False, True), (False, False)]
+)
+def test_targets_use_target_params(models, target_critic, functional):
     # With a target critic the bootstrap values come from θ': perturbing the online θ leaves the
-    # targets unchanged. Without it they come from θ and do change.
-    loss = PWMValueLoss(models.critic(), target_critic=target_critic)
+    # targets unchanged. Without it they come from θ (swapped in or not) and do change.
+    loss = PWMValueLoss(models.critic(), target_critic=target_critic, functional=functional)
     if target_critic:
         SoftUpdate(loss, tau=0.005)
     traj = _random_trajectory(models.latent_dim)
@@ -279,3 +290,33 @@ def test_non_finite_batch_raises(models, param_grads, key):
 def test_unknown_critic_target_raises(models):
     with pytest.raises(ValueError, match="critic_target"):
         PWMValueLoss(models.critic(), critic_target="td0")
+
+
+def test_plain_critic_call_gives_the_functional_loss_and_gradients(models):
+    # functional=False calls the critic as a submodule instead of swapping its parameters in:
+    # the same targets, loss and gradients, on one set of parameters.
+    critic = models.critic()
+    plain_critic = copy.deepcopy(critic)
+    functional = PWMValueLoss(critic)
+    plain = PWMValueLoss(plain_critic, functional=False)
+    assert functional.functional and not plain.functional
+    assert plain.critic_network_params is None and plain.bootstrap_params is None
+    assert {id(p) for p in plain.parameters()} == {id(p) for p in plain_critic.parameters()}
+    assert "critic_network.module.ensemble.params.0.weight" in plain.state_dict()
+    traj = _random_trajectory(models.latent_dim)
+    expected = functional.compute_value_targets(traj.clone())
+    got = plain.compute_value_targets(traj.clone())
+    assert torch.equal(got["value_target"], expected["value_target"])
+    expected_loss = functional(expected.reshape(-1))["loss_value"]
+    got_loss = plain(got.reshape(-1))["loss_value"]
+    assert torch.equal(got_loss, expected_loss)
+    expected_loss.backward()
+    got_loss.backward()
+    for want, have in zip(critic.parameters(), plain_critic.parameters(), strict=True):
+        assert want.grad.abs().sum() > 0
+        assert torch.equal(have.grad, want.grad)
+
+
+def test_target_critic_needs_functional(models):
+    with pytest.raises(ValueError, match="target_critic=True needs functional=True"):
+        PWMValueLoss(models.critic(), target_critic=True, functional=False)

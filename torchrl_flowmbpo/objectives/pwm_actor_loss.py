@@ -215,14 +215,7 @@ class PWMActorLoss(LossModule):
         with hold_out_net(wm), hold_out_net(critic):
             start = TensorDict({keys.latent: wm.encode(obs)}, batch_size=obs.shape[:-1])
             with set_exploration_type(ExplorationType.RANDOM):
-                traj = self.imagined_env.rollout(
-                    self.horizon,
-                    policy=self.actor_network,
-                    tensordict=start,
-                    auto_reset=True,
-                    break_when_any_done=False,
-                    return_contiguous=True,
-                )
+                traj = self.imagined_env.imagine(self.actor_network, start, self.horizon)
             bootstrap = self._bootstrap_value(traj.get(("next", keys.latent))[..., -1, :])
         reward = traj.get(("next", keys.reward))
         if self.use_continue:

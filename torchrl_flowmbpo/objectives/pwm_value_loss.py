@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,12 @@ class PWMValueLoss(LossModule):
         critic_target: ``"td_lambda"`` or ``"one_step"``.
         target_critic: keep a Polyak-averaged copy of the critic (update it with TorchRL's
             ``SoftUpdate(loss, tau=0.005)``) that supplies ``V_{t+1}``.
+        functional: hold the critic's parameters in ``critic_network_params`` and swap them
+            into the critic at every call, as TorchRL's losses do (``True``), or call the critic
+            as a registered submodule (``False``, as ``functional`` of TorchRL's ``PPOLoss``):
+            the same values and gradients without the swap, which costs about 1,000 Python
+            function calls per critic step (docs/benchmarks.md). A target critic needs
+            ``True``.
 
     Examples:
         >>> from torchrl_flowmbpo.modules import VCritic
@@ -80,8 +87,8 @@ class PWMValueLoss(LossModule):
     default_keys = _AcceptedKeys
 
     critic_network: TensorDictModule
-    critic_network_params: TensorDictParams
-    target_critic_network_params: TensorDictParams
+    critic_network_params: TensorDictParams | None
+    target_critic_network_params: TensorDictParams | None
 
     def __init__(
         self,
@@ -91,13 +98,24 @@ class PWMValueLoss(LossModule):
         lmbda: float = 0.95,
         critic_target: str = "td_lambda",
         target_critic: bool = False,
+        functional: bool = True,
     ) -> None:
         super().__init__()
         if critic_target not in CRITIC_TARGETS:
             raise ValueError(f"Unknown critic_target {critic_target!r}; allowed: {CRITIC_TARGETS}.")
-        self.convert_to_functional(
-            critic_network, "critic_network", create_target_params=target_critic
-        )
+        if target_critic and not functional:
+            raise ValueError(
+                "target_critic=True needs functional=True: the target critic's parameters are "
+                "swapped into the critic."
+            )
+        self._functional = functional
+        if functional:
+            self.convert_to_functional(
+                critic_network, "critic_network", create_target_params=target_critic
+            )
+        else:
+            self.critic_network = critic_network
+            self.critic_network_params = self.target_critic_network_params = None
         self.gamma, self.lmbda = gamma, lmbda
         self.critic_target, self.target_critic = critic_target, target_critic
 
@@ -105,11 +123,27 @@ class PWMValueLoss(LossModule):
         """Targets are built by :meth:`compute_value_targets`; no estimator keys to forward."""
 
     @property
-    def bootstrap_params(self) -> TensorDictBase:
-        """Parameters that supply bootstrap values: the target critic's, or the critic's own."""
+    def functional(self) -> bool:
+        """Whether the critic's parameters live in ``critic_network_params`` (swapped in)."""
+        return self._functional
+
+    @property
+    def bootstrap_params(self) -> TensorDictBase | None:
+        """Parameters that supply bootstrap values: the target critic's, or the critic's own.
+
+        ``None`` when the loss is not functional: the critic's own parameters are in place.
+        """
         if self.target_critic:
             return self.target_critic_network_params
         return self.critic_network_params
+
+    def _critic_with(
+        self, params: TensorDictBase | None, **kwargs
+    ) -> contextlib.AbstractContextManager:
+        """Swaps ``params`` into the critic for the block (nothing to swap when ``None``)."""
+        if params is None:
+            return contextlib.nullcontext()
+        return params.to_module(self.critic_network, **kwargs)
 
     @property
     def minibatch_keys(self) -> list[NestedKey]:
@@ -123,7 +157,7 @@ class PWMValueLoss(LossModule):
         keys = self.tensor_keys
         next_latent = trajectory.get(("next", keys.latent))
         td = TensorDict({keys.latent: next_latent}, batch_size=next_latent.shape[:-1])
-        with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
+        with self._critic_with(self.bootstrap_params, preserve_module_state=False):
             next_value = self.critic_network(td).get(keys.value)
         reward = trajectory.get(("next", keys.reward))
         gamma = self.gamma * trajectory.get(("next", keys.continue_prob))
@@ -145,7 +179,7 @@ class PWMValueLoss(LossModule):
         check_finite(tensordict, [keys.latent, keys.value_target], type(self).__name__)
         latent = tensordict.get(keys.latent).detach()
         td = TensorDict({keys.latent: latent}, batch_size=latent.shape[:-1])
-        with self.critic_network_params.to_module(self.critic_network):
+        with self._critic_with(self.critic_network_params):
             members = self.critic_network(td).get(keys.members)
         target = tensordict.get(keys.value_target).detach().unsqueeze(-2)
         error = (members - target).pow(2)
