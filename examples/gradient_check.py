@@ -209,7 +209,9 @@ def main(argv: list[str] | None = None) -> None:
         reference_eps=args.reference_eps,
         smoothing=args.smooth,
         smoothing_samples=args.smooth_samples,
-        generator=torch.Generator(device=args.device).manual_seed(args.seed),
+        # The actions' stream, continued: a second generator with the same seed would draw the
+        # noise from the same uniforms as the actions.
+        generator=generator,
     )
     counters = state["counters"]
     slope = (
