@@ -23,13 +23,16 @@ Both start from identical copies of the same networks and optimiser settings, so
 overhead differs. The ``-ckpt`` configurations build the flow world model with
 ``grad_checkpoint=True``; both paths then checkpoint its ODE solve (both call its ``next``).
 Timings: median of ``--repeats`` iterations per path after one warm-up iteration each, the two paths
-alternating. Memory: peak RSS growth during an iteration (CPU: ``VmHWM`` reset through
-``/proc/self/clear_refs`` after ``malloc_trim``, falling back to the ``ru_maxrss`` growth of the
-first iteration; CUDA: ``max_memory_allocated`` growth), max over the timed iterations. Adam state
-is allocated before any measurement. Each configuration runs in a fresh subprocess.
+alternating; elapsed time, or with ``--clock cpu`` the process's CPU time (on a shared CPU machine
+other jobs stretch elapsed time, not the work). Memory: peak RSS growth during an iteration (CPU:
+``VmHWM`` reset through ``/proc/self/clear_refs`` after ``malloc_trim``, falling back to the
+``ru_maxrss`` growth of the first iteration; CUDA: ``max_memory_allocated`` growth), max over the
+timed iterations. Adam state is allocated before any measurement. Each configuration runs in a
+fresh subprocess.
 
 Usage:
     python benchmarks/update_step.py --quick                     # smoke run, small size
+    python benchmarks/update_step.py --size small --clock cpu    # wrapper overhead on a busy CPU
     python benchmarks/update_step.py --configs mlp flow-heun-K2 flow-heun-K4 flow-actor
     python benchmarks/update_step.py --configs mlp flow-heun-K4 flow-heun-K4-ckpt  # checkpointing
     python benchmarks/update_step.py --device cuda --repeats 10  # all configurations
@@ -206,32 +209,39 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def measure(fn: Callable[[], None], device: str, first: bool) -> tuple[float, float | None]:
-    """``(seconds, peak memory growth in MiB or None)`` of one call of ``fn``."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def measure(
+    fn: Callable[[], None], device: str, first: bool, clock: Callable[[], float] = time.perf_counter
+) -> tuple[float, float | None]:
+    """``(seconds on clock, peak memory growth in MiB or None)`` of one call of ``fn``."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        start = time.perf_counter()
+        start = clock()
         fn()
         torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         return elapsed, (torch.cuda.max_memory_allocated() - base) / 2**20
     if _reset_peak_rss():
         base = _rss_kib("VmRSS")
-        start = time.perf_counter()
+        start = clock()
         fn()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         return elapsed, (_rss_kib("VmHWM") - base) / 1024
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start = clock()
     fn()
-    elapsed = time.perf_counter() - start
+    elapsed = clock() - start
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     return elapsed, grown / 1024 if first else None
 
 
-def run_worker(config: str, size_name: str, device: str, threads: int, repeats: int) -> dict:
+def run_worker(
+    config: str, size_name: str, device: str, threads: int, repeats: int, clock: str = "wall"
+) -> dict:
     """Times both paths of one configuration in this process."""
     torch.set_num_threads(threads)
     size = SIZES[size_name]
@@ -245,13 +255,13 @@ def run_worker(config: str, size_name: str, device: str, threads: int, repeats: 
     times: dict[str, list[float]] = {"ours": [], "plain": []}
     memory: dict[str, list[float]] = {"ours": [], "plain": []}
     for name, fn in paths.items():  # warm-up; the ru_maxrss fallback measures this one
-        _, mem = measure(fn, device, first=True)
+        _, mem = measure(fn, device, first=True, clock=CLOCKS[clock])
         if mem is not None:
             memory[name].append(mem)
     for r in range(repeats):
         order = ("ours", "plain") if r % 2 == 0 else ("plain", "ours")
         for name in order:
-            elapsed, mem = measure(paths[name], device, first=False)
+            elapsed, mem = measure(paths[name], device, first=False, clock=CLOCKS[clock])
             times[name].append(elapsed)
             if mem is not None:
                 memory[name].append(mem)
@@ -314,11 +324,22 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--size", default="5M", choices=list(SIZES))
     parser.add_argument("--quick", action="store_true", help="small size, 2 repeats")
+    parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=list(CLOCKS),
+        help="wall: elapsed time (default); cpu: this process's CPU time, which other jobs on a "
+        "shared machine do not inflate (CPU device; with --threads 1 it is the work itself)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error(f"--clock cpu measures CPU work; it needs --device cpu, got {args.device}")
     if args.worker is not None:
-        result = run_worker(args.worker, args.size, args.device, args.threads, args.repeats)
+        result = run_worker(
+            args.worker, args.size, args.device, args.threads, args.repeats, args.clock
+        )
         print("RESULT " + json.dumps(result), flush=True)
         return
     if args.quick:
@@ -326,7 +347,8 @@ def main() -> None:
     size = SIZES[args.size]
     print(
         f"size {args.size} ({size}), schedule {SCHEDULE}, device {args.device}, "
-        f"threads {args.threads}, repeats {args.repeats}, torch {torch.__version__}",
+        f"threads {args.threads}, repeats {args.repeats}, clock {args.clock}, "
+        f"torch {torch.__version__}",
         flush=True,
     )
     rows = []
@@ -334,7 +356,7 @@ def main() -> None:
         cmd = [
             sys.executable, __file__, "--worker", config, "--size", args.size,
             "--device", args.device, "--threads", str(args.threads),
-            "--repeats", str(args.repeats),
+            "--repeats", str(args.repeats), "--clock", args.clock,
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,19 @@ def test_plain_td_lambda_matches_value_loss(plain):
 def test_ckpt_configs_build_a_checkpointed_flow_model(bench, k):
     wm, _, _ = bench.build_models(f"flow-heun-K{k}-ckpt", bench.SIZES["small"], "cpu")
     assert (wm.integrator, wm.substeps, wm.grad_checkpoint) == ("heun", k, True)
+
+
+def test_cpu_clock_counts_work_not_waiting(bench):
+    # A sleeping process does no work: elapsed time counts the sleep, CPU time does not.
+    wall, _ = bench.measure(lambda: time.sleep(0.2), "cpu", first=False)
+    cpu, _ = bench.measure(lambda: time.sleep(0.2), "cpu", first=False, clock=bench.CLOCKS["cpu"])
+    assert wall >= 0.2
+    assert cpu < 0.05
+
+
+def test_cpu_clock_needs_the_cpu_device(bench, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["update_step.py", "--clock", "cpu", "--device", "cuda"])
+    with pytest.raises(SystemExit):
+        bench.main()
+    error = capsys.readouterr().err
+    assert "--clock cpu measures CPU work; it needs --device cpu, got cuda" in error

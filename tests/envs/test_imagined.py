@@ -199,6 +199,7 @@ def test_imagine_equals_rollout(wm_cls, actor_cls, termination_head, batch_shape
         env, actor, _start(wm, batch_shape), 4
     )
     assert traj.batch_size == expected.batch_size == (*batch_shape, 4)
+    assert traj.device == expected.device
     assert set(traj.keys(True, True)) == set(expected.keys(True, True))
     for key in expected.keys(True, True):
         assert traj[key].dtype == expected[key].dtype, key

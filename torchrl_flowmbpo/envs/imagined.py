@@ -132,7 +132,16 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
             td.set("next", next_td)
             frames.append(td)
             td = td.exclude(*dropped).update(next_td.exclude(self.reward_key))
-        return torch.stack(frames, dim=start.ndim)
+        # Leaf by leaf: a third of the Python calls of stacking the tensordicts.
+        time_dim = start.ndim
+        return TensorDict(
+            {
+                key: torch.stack([frame.get(key) for frame in frames], time_dim)
+                for key in frames[0].keys(include_nested=True, leaves_only=True)
+            },
+            batch_size=(*start.batch_size, steps),
+            device=self.device,
+        )
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
         if tensordict is None or self.latent_key not in tensordict.keys(include_nested=True):
