@@ -147,7 +147,8 @@ def start_observations(env, policy, steps: int) -> torch.Tensor:
 
 def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
     """The scalars on three lines, then the per-step cosine as a table (``smoothed``: the real
-    line compares the two halves of the noise pairs, not two finite-difference steps)."""
+    line compares the two halves of the noise pairs, not two finite-difference steps, and a
+    fourth line scores the model's zeroth-order slope, from its returns alone)."""
     lines = [
         f"values:    corr(model, real) {result['value_corr']:.3f}; mean return model "
         f"{result['model_return_mean']:.3f}, real {result['real_return_mean']:.3f}",
@@ -161,6 +162,13 @@ def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
         lines.append(
             f"real:      cos(real {pair}) per state mean "
             f"{result['real_self_cos_mean']:.3f}, median {result['real_self_cos_median']:.3f}"
+        )
+    if "model_zeroth_cos_mean" in result:
+        lines.append(
+            "zeroth:    cos(model from its returns at half the pairs, real at the other half) "
+            f"per state mean {result['model_zeroth_cos_mean']:.3f}, median "
+            f"{result['model_zeroth_cos_median']:.3f}; |model| / |real| "
+            f"{result['model_zeroth_norm_ratio']:.3f}"
         )
     lines.append("   t  cos(dR/da_t)")
     lines += [f"{t:4d}  {cos:12.3f}" for t, cos in enumerate(result["grad_cos_per_step"])]

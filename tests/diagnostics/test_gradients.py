@@ -311,12 +311,18 @@ def test_smoothed_accuracy_of_a_perfect_linear_model(data):
     assert out["grad_cos_mean"] > 0.9 and out["value_corr"] > 0.999
     assert 0.75 < out["real_self_cos_mean"] < 0.99
     assert out["grad_norm_ratio"] == pytest.approx(1.0, abs=0.1)
-    # A reversed input matrix is still seen as reversed through the smoothing.
+    # The model's zeroth-order estimate from its returns at the same pairs: a perfect model's
+    # first half is the real first half, so it meets its ceiling, the real halves' agreement.
+    assert out["model_zeroth_cos_mean"] == pytest.approx(out["real_self_cos_mean"], abs=1e-4)
+    assert out["model_zeroth_cos_median"] == pytest.approx(out["real_self_cos_median"], abs=1e-4)
+    assert out["model_zeroth_norm_ratio"] == pytest.approx(1.0, abs=1e-4)
+    # A reversed input matrix is still seen as reversed through the smoothing, both ways.
     reversed_b = LinearSystem(b=-B, q=0.0)
     out = run(
         reversed_b, true_return(system), data, smoothing=0.1, smoothing_samples=256, generator=gen
     )
     assert out["grad_cos_mean"] < -0.5
+    assert out["model_zeroth_cos_mean"] < -0.5 < 0.5 < out["real_self_cos_mean"]
 
 
 def test_smoothing_clamps_at_the_bounds_and_refuses_bad_settings():

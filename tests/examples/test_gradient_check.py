@@ -109,7 +109,8 @@ def test_smoothed_slopes_report_the_split_halves(script, make_checkpoint, tmp_pa
     lines = capsys.readouterr().out.splitlines()
     assert "slopes smoothed by σ = 0.3 (4 antithetic pairs)" in lines[0]
     assert lines[3].startswith("real:      cos(real half the pairs, the other half) per state")
-    assert len(lines) == 4 + 1 + 2  # three scalar lines, the real line, header, two steps
+    assert lines[4].startswith("zeroth:    cos(model from its returns at half the pairs, real")
+    assert len(lines) == 5 + 1 + 2  # three scalar lines, the real and zeroth lines, header, steps
 
 
 def test_bad_smoothing_is_refused(script, tmp_path, capsys):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torchrl.envs import EnvBase
@@ -159,6 +159,24 @@ def finite_difference_gradient(
     return base, grad
 
 
+class _Smoothing(NamedTuple):
+    """Antithetic samples of a smoothed real return (see :func:`_smoothing_samples`)."""
+
+    base: torch.Tensor  # R(a) [N], CPU float64
+    terms: torch.Tensor  # (R(a + σε_m) − R(a − σε_m)) ε_m / 2σ [M, N, H, A], CPU float64
+    noise: torch.Tensor  # ε [M, N, H, A]
+    plus: torch.Tensor  # a + σε, clamped to [-1, 1]
+    minus: torch.Tensor  # a − σε, clamped to [-1, 1]
+
+
+def _antithetic_term(
+    plus_return: torch.Tensor, minus_return: torch.Tensor, noise: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """``(R⁺ − R⁻) ε / 2σ`` ``[N, H, A]`` of one pair (CPU, float64)."""
+    diff = plus_return.reshape(-1).double() - minus_return.reshape(-1).double()
+    return diff.view(-1, 1, 1).cpu() * noise.double().cpu() / (2 * sigma)
+
+
 @torch.no_grad()
 def _smoothing_samples(
     real_return: RealReturn,
@@ -167,10 +185,8 @@ def _smoothing_samples(
     sigma: float,
     samples: int,
     generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(R(a) [N], terms [M, N, H, A], a + σε, a − σε)``: the antithetic terms
-    ``(R(a + σε_m) − R(a − σε_m)) ε_m / 2σ`` (CPU, float64) of ε ~ N(0, I) and the perturbed
-    sequences, clamped to [-1, 1]."""
+) -> _Smoothing:
+    """The real return's antithetic terms at ``samples`` pairs ``a ± σε``, ε ~ N(0, I)."""
     if sigma <= 0 or samples < 2:
         raise ValueError(f"need sigma > 0 and samples >= 2, got {sigma} and {samples}.")
     noise = torch.randn(
@@ -179,12 +195,13 @@ def _smoothing_samples(
     plus = (actions + sigma * noise).clamp(-1.0, 1.0)
     minus = (actions - sigma * noise).clamp(-1.0, 1.0)
     base = real_return(observations, actions).reshape(-1).double().cpu()
-    terms = []
-    for m in range(samples):
-        diff = real_return(observations, plus[m]).reshape(-1).double()
-        diff = diff - real_return(observations, minus[m]).reshape(-1).double()
-        terms.append(diff.view(-1, 1, 1).cpu() * noise[m].double().cpu() / (2 * sigma))
-    return base, torch.stack(terms), plus, minus
+    terms = [
+        _antithetic_term(
+            real_return(observations, plus[m]), real_return(observations, minus[m]), noise[m], sigma
+        )
+        for m in range(samples)
+    ]
+    return _Smoothing(base, torch.stack(terms), noise, plus, minus)
 
 
 def smoothed_gradient(
@@ -233,25 +250,29 @@ def smoothed_gradient(
         ([-0.3125], [-1.0, 0.5])
     """
     _check_inputs(observations, actions)
-    base, terms, _, _ = _smoothing_samples(
-        real_return, observations, actions, sigma, samples, generator
-    )
-    return base, terms.mean(0)
+    smoothing = _smoothing_samples(real_return, observations, actions, sigma, samples, generator)
+    return smoothing.base, smoothing.terms.mean(0)
 
 
-def _smoothed_model_gradient(
+def _smoothed_model_slopes(
     world_model: LatentWorldModel,
     observations: torch.Tensor,
-    plus: torch.Tensor,
-    minus: torch.Tensor,
+    smoothing: _Smoothing,
+    sigma: float,
     **kwargs: Any,
-) -> torch.Tensor:
-    """Mean of the model's autograd gradients at the perturbed sequences ``[N, H, A]``: the
-    pathwise estimate of the model's ``∂R_σ/∂a`` (what an actor with that noise receives)."""
-    total = torch.zeros(plus.shape[1:], dtype=torch.float64)
-    for perturbed in (*plus, *minus):
-        total += model_action_gradient(world_model, observations, perturbed, **kwargs)[1].cpu()
-    return total / (2 * plus.shape[0])
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's ``∂R_σ/∂a`` two ways at the real estimate's pairs: the mean of its autograd
+    gradients at the perturbed sequences ``[N, H, A]`` (pathwise: what an actor with that noise
+    receives) and the antithetic terms of its returns ``[M, N, H, A]`` (zeroth-order: what an
+    update that only evaluates the model's returns would follow)."""
+    total = torch.zeros(smoothing.plus.shape[1:], dtype=torch.float64)
+    terms = []
+    for plus, minus, noise in zip(smoothing.plus, smoothing.minus, smoothing.noise, strict=True):
+        plus_return, plus_grad = model_action_gradient(world_model, observations, plus, **kwargs)
+        minus_return, minus_grad = model_action_gradient(world_model, observations, minus, **kwargs)
+        total += plus_grad.cpu() + minus_grad.cpu()
+        terms.append(_antithetic_term(plus_return, minus_return, noise, sigma))
+    return total / (2 * len(terms)), torch.stack(terms)
 
 
 def _cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -321,7 +342,12 @@ def action_gradient_accuracy(
     autograd gradients at the same perturbed sequences; ``eps`` and ``reference_eps`` are then
     unused, and ``real_self_cos_mean`` / ``_median`` compare the real estimates of the two
     halves of the pairs (the estimator's own noise: for a linear return about
-    ``1 / (1 + 2 H A / M)``).
+    ``1 / (1 + 2 H A / M)``). The model's slope is also estimated the zeroth-order way, from its
+    returns alone at the same pairs (the antithetic formula on ``R_m``: the slope an update that
+    only evaluates the model would follow): ``model_zeroth_cos_mean`` / ``_median`` compare its
+    first-half estimate with the real second-half one (independent noise: the real halves'
+    agreement ``real_self_cos_*`` is the ceiling), ``model_zeroth_norm_ratio`` the norms of the
+    all-pairs estimates.
 
     Termination is not modelled on either side: ``real_return`` decides what happens after an
     episode end (:func:`make_real_return` stops counting rewards).
@@ -365,15 +391,22 @@ def action_gradient_accuracy(
             real_return, observations, actions, eps=eps
         )
     else:
-        real_ret, terms, plus, minus = _smoothing_samples(
+        samples = _smoothing_samples(
             real_return, observations, actions, smoothing, smoothing_samples, generator
         )
+        real_ret, terms = samples.base, samples.terms
         real_grad = terms.mean(0)
         half = terms.shape[0] // 2
         n = actions.shape[0]
         first, second = terms[:half].mean(0).reshape(n, -1), terms[half:].mean(0).reshape(n, -1)
         self_cos = _cosine(first, second)
-        model_grad = _smoothed_model_gradient(world_model, observations, plus, minus, **units)
+        model_grad, model_terms = _smoothed_model_slopes(
+            world_model, observations, samples, smoothing, **units
+        )
+        # The model's first-half estimate against the real second half: independent noise, so
+        # the real halves' own agreement (self_cos) is its ceiling.
+        zeroth_cos = _cosine(model_terms[:half].mean(0).reshape(n, -1), second)
+        zeroth_norm = float(model_terms.mean(0).reshape(n, -1).norm(dim=-1).mean())
     model_ret, model_grad = model_ret.cpu(), model_grad.cpu()
     real_ret, real_grad = real_ret.cpu(), real_grad.cpu()
     n = actions.shape[0]
@@ -406,6 +439,11 @@ def action_gradient_accuracy(
         self_cos = _cosine(real_grad.reshape(n, -1), reference.cpu().reshape(n, -1))
     if self_cos is not None:
         result["real_self_cos_mean"], result["real_self_cos_median"] = _mean_median(self_cos)
+    if smoothing is not None:
+        result["model_zeroth_cos_mean"], result["model_zeroth_cos_median"] = _mean_median(
+            zeroth_cos
+        )
+        result["model_zeroth_norm_ratio"] = zeroth_norm / real_norm if real_norm > 0 else math.nan
     return result
 
 
