@@ -178,6 +178,16 @@ def test_logged_names_documented_and_plotted(report):
     logged = set()
     for name, result in results.items():
         logged |= {generic(n) for n in scalar_metrics(result, METRIC_PREFIXES[name])}
+    smoothed = action_gradient_accuracy(  # the metrics only the smoothed comparison has
+        wm,
+        data["observation"][:, 0],
+        data["action"],
+        lambda o, a: a.sum((1, 2)),
+        gamma=0.5,
+        smoothing=0.1,
+        smoothing_samples=4,
+    )
+    logged |= set(scalar_metrics(smoothed, METRIC_PREFIXES["action_gradient_accuracy"]))
     docs = (SCRIPT.parents[1] / "docs" / "metrics.md").read_text().split("## Diagnostics")[1]
     documented = set(re.findall(r"`(diagnostics/[a-z_<>]+)`", docs))
     assert logged == documented
