@@ -88,8 +88,9 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
         break_when_any_done=False, return_contiguous=True)`` (same keys and values, the same
         random draws in the same order, the same autograd graph), from one loop that calls the
         world model's methods on tensors. ``rollout``'s per-step machinery (spec checks, done
-        handling, ``step_mdp``) serves episodes that can end, which imagined ones never do, and
-        costs a third of the Python function calls of a PWM iteration (docs/benchmarks.md).
+        handling, ``step_mdp``) serves episodes that can end, which imagined ones never do; its
+        Python calls at every step are a large part of a PWM iteration's wrapper overhead
+        (docs/benchmarks.md).
 
         Args:
             policy: writes ``"action"`` (and anything else) into a tensordict holding the latent;
