@@ -79,7 +79,10 @@ def test_training_step_and_diagnostics_on_cuda(wm_spec, actor_spec):
     critic = build_critic({"hidden": (32, 32)}, wm.latent_dim).to(DEVICE)
     wm_loss = WorldModelLoss(wm, horizon=H, term_pos_weight=3.0)
     wm_loss.set_keys(reward=NORM_KEY)
-    value_loss = PWMValueLoss(critic, target_critic=True)
+    # The MLP case as the pipeline builds it by default (no target critic, a plain critic call);
+    # the flow cases with a target critic (parameters swapped in).
+    target = wm_spec["type"] == "flow"
+    value_loss = PWMValueLoss(critic, target_critic=target, functional=target)
     entropy = 0.1 if actor_spec["type"] == "gaussian" else 0.0
     actor_loss = PWMActorLoss(
         actor,
