@@ -244,7 +244,7 @@ def run_worker(
 ) -> dict:
     """Times both paths of one configuration in this process."""
     torch.set_num_threads(threads)
-    size = SIZES[size_name]
+    size, timer = SIZES[size_name], CLOCKS[clock]
     ours_models = build_models(config, size, device)
     plain_models = copy.deepcopy(ours_models)
     data = make_data(size, device)
@@ -255,13 +255,13 @@ def run_worker(
     times: dict[str, list[float]] = {"ours": [], "plain": []}
     memory: dict[str, list[float]] = {"ours": [], "plain": []}
     for name, fn in paths.items():  # warm-up; the ru_maxrss fallback measures this one
-        _, mem = measure(fn, device, first=True, clock=CLOCKS[clock])
+        _, mem = measure(fn, device, first=True, clock=timer)
         if mem is not None:
             memory[name].append(mem)
     for r in range(repeats):
         order = ("ours", "plain") if r % 2 == 0 else ("plain", "ours")
         for name in order:
-            elapsed, mem = measure(paths[name], device, first=False, clock=CLOCKS[clock])
+            elapsed, mem = measure(paths[name], device, first=False, clock=timer)
             times[name].append(elapsed)
             if mem is not None:
                 memory[name].append(mem)

@@ -159,6 +159,27 @@ def test_no_termination_head(cls, batch) -> None:
 
 
 @pytest.mark.parametrize("cls", WM_CLASSES)
+@pytest.mark.parametrize("termination_head", [True, False])
+def test_transition_heads_read_the_current_latent(cls, termination_head: bool, batch) -> None:
+    wm = cls(OBS, ACT, termination_head=termination_head, **SMALL)
+    _randomise_last_layer(wm.reward_head)
+    if termination_head:
+        _randomise_last_layer(wm.termination_head)
+    obs, action = batch
+    z = wm.encode(obs)
+    next_latent, reward_output, logit = wm.transition(z, action)
+    assert torch.equal(next_latent, wm.next(z, action))
+    assert torch.equal(reward_output, wm.reward_output(z, action))
+    # R(z_t, a_t), not R(z_{t+1}, a_t): the heads must not read the new latent.
+    assert not torch.allclose(reward_output, wm.reward_output(next_latent, action))
+    if termination_head:
+        assert torch.equal(logit, wm.termination_logit(z, action))
+        assert not torch.allclose(logit, wm.termination_logit(next_latent, action))
+    else:
+        assert logit is None
+
+
+@pytest.mark.parametrize("cls", WM_CLASSES)
 def test_wm_linears_are_trunc_normal(cls) -> None:
     wm = cls(OBS, ACT, **SMALL)
     for name, m in wm.named_modules():

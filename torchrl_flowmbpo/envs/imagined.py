@@ -89,7 +89,7 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
         random draws in the same order, the same autograd graph), from one loop that calls the
         world model's methods on tensors. ``rollout``'s per-step machinery (spec checks, done
         handling, ``step_mdp``) serves episodes that can end, which imagined ones never do; its
-        Python calls at every step are a large part of a PWM iteration's wrapper overhead
+        Python calls at every step are part of a PWM iteration's wrapper overhead
         (docs/benchmarks.md).
 
         Args:
@@ -123,11 +123,10 @@ class ImaginedLatentEnv(ModelBasedEnvBase):
         for _ in range(steps):
             td = policy(td)
             latent, action = td.get(self.latent_key), td.get(self.action_key)
-            # The order of the transition operator: next latent, reward head, termination head.
-            next_td = TensorDict({self.latent_key: wm.next(latent, action)}, td.batch_size)
-            reward_output = wm.reward_output(latent, action)
-            if wm.has_termination:
-                next_td.set(self.termination_key, wm.termination_logit(latent, action))
+            next_latent, reward_output, logit = wm.transition(latent, action)
+            next_td = TensorDict({self.latent_key: next_latent}, td.batch_size)
+            if logit is not None:
+                next_td.set(self.termination_key, logit)
             next_td.update(done_flags)
             next_td.set(self.reward_key, wm.decode_reward(reward_output))
             td.set("next", next_td)

@@ -27,11 +27,10 @@ class _Transition(nn.Module):
         self.world_model = world_model
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        wm = self.world_model
-        outputs = (wm.next(latent, action), wm.reward_output(latent, action))
-        if wm.has_termination:
-            outputs += (wm.termination_logit(latent, action),)
-        return outputs
+        next_latent, reward_output, logit = self.world_model.transition(latent, action)
+        if logit is None:
+            return next_latent, reward_output
+        return next_latent, reward_output, logit
 
 
 def encoder_operator(

@@ -168,6 +168,21 @@ class LatentWorldModel(nn.Module):
             raise RuntimeError("This world model has no termination head (termination_head=False).")
         return self.termination_head(torch.cat([latent, action], dim=-1))
 
+    def transition(
+        self, latent: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """One imagined step from ``(z_t, a_t)``: ``(z_{t+1}, reward output, termination logit)``.
+
+        The heads read ``z_t``, not ``z_{t+1}``. The termination logit is ``None`` without a
+        termination head. The three are computed in this order, which fixes the order of random
+        draws and of the autograd graph for every imagination path (the transition operator and
+        ``ImaginedLatentEnv.imagine``).
+        """
+        next_latent = self.next(latent, action)
+        reward_output = self.reward_output(latent, action)
+        logit = self.termination_logit(latent, action) if self.has_termination else None
+        return next_latent, reward_output, logit
+
     def continue_prob(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``c_t = 1 − σ(termination logit)``, or ones without a termination head."""
         if self.termination_head is None:
