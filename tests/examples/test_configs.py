@@ -82,6 +82,29 @@ def test_option_composes_and_builds_models(utils, group, option):
     assert next_latent.shape == td["latent"].shape and torch.isfinite(next_latent).all()
 
 
+def test_task_algo_settings_follow_the_env():
+    # Measured on Ant (docs/learning_notes.md, session 5) and used by every locomotion sweep;
+    # the cartpole defaults were measured with 8.
+    envs = {p.stem for p in (CONFIG_DIR / "env").glob("*.yaml")}
+    specialised = {p.stem for p in (CONFIG_DIR / "algo_env").glob("*.yaml")}
+    assert specialised == {"ant", "anymal", "humanoid"} and specialised <= envs
+    for env in sorted(envs):
+        cfg = compose_config(f"env={env}", "experiment=baseline")
+        assert cfg.algo.wm_updates_per_iter == (2 if env in specialised else 8), env
+        assert "algo_env" not in cfg
+    # The command line still wins over the task's setting.
+    cfg = compose_config("env=ant", "algo.wm_updates_per_iter=8")
+    assert cfg.algo.wm_updates_per_iter == 8
+
+
+def test_task_algo_settings_change_only_algo_keys():
+    for env in ("ant", "anymal", "humanoid"):
+        plain = flatten(OmegaConf.to_container(compose_config(f"env={env}", "~algo_env")))
+        tuned = flatten(OmegaConf.to_container(compose_config(f"env={env}")))
+        changed = {k for k in plain.keys() | tuned.keys() if plain.get(k) != tuned.get(k)}
+        assert changed == {"algo.wm_updates_per_iter"}, (env, changed)
+
+
 def test_bundles_set_their_types(bundles):
     expected = {
         "baseline": ("mlp", "gaussian"),
