@@ -127,7 +127,7 @@ def main(cfg: DictConfig) -> None:
     checkpoint_dir = run_dir / "checkpoints"
     latest = find_latest_checkpoint(checkpoint_dir)
     if latest is not None:
-        state = restore(latest, modules, optimizers, schedulers)
+        state = restore(latest, modules, optimizers, schedulers, config=cfg)
         counters.update(state["counters"])
         history = state["history"]
         env.set_seed(cfg.seed + counters["iteration"])

@@ -13,7 +13,20 @@ from tensordict import TensorDictBase
 
 from torchrl_flowmbpo.recipes import evaluate_policy, find_forward_velocity_index, load_checkpoint
 
-__all__ = ["Evaluator", "episode_metrics", "eval_metrics", "print_summary", "restore", "run_state"]
+__all__ = [
+    "RESUMABLE_CHANGES",
+    "Evaluator",
+    "config_changes",
+    "episode_metrics",
+    "eval_metrics",
+    "print_summary",
+    "restore",
+    "run_state",
+]
+
+#: Config keys (or key prefixes) a rerun may change when it resumes a run: how and how long it
+#: runs, not what an update computes. Raising ``collector.total_frames`` extends a run.
+RESUMABLE_CHANGES = ("threads", "device", "logger", "checkpoint", "collector.total_frames")
 
 
 def episode_metrics(data: TensorDictBase) -> dict[str, float]:
@@ -31,14 +44,60 @@ def episode_metrics(data: TensorDictBase) -> dict[str, float]:
     }
 
 
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    may_change: tuple[str, ...] = RESUMABLE_CHANGES,
+) -> dict[str, tuple[Any, Any]]:
+    """``{dotted key: (saved, current)}`` for the keys of both configs whose values differ.
+
+    Keys under ``may_change`` are left out, and so are keys only one config has (options added
+    or removed between versions of the library).
+    """
+    old, new = _flatten(saved), _flatten(current)
+    return {
+        key: (old[key], new[key])
+        for key in sorted(old.keys() & new.keys())
+        if old[key] != new[key] and not any(key == k or key.startswith(f"{k}.") for k in may_change)
+    }
+
+
 def restore(
     path: Path,
     modules: Mapping[str, torch.nn.Module],
     optimizers: Mapping[str, torch.optim.Optimizer],
     schedulers: Mapping[str, Any] | None = None,
+    *,
+    config: DictConfig | None = None,
 ) -> dict[str, Any]:
-    """Loads a checkpoint into the run's objects and the torch RNG; returns the whole state."""
+    """Loads a checkpoint into the run's objects and the torch RNG; returns the whole state.
+
+    Raises:
+        ValueError: if ``config`` (the rerun's) differs from the checkpoint's outside
+            :data:`RESUMABLE_CHANGES`: one run would mix two configurations.
+    """
     state = load_checkpoint(path, required=("modules", "optimizers", "counters"))
+    if config is not None and "config" in state:
+        changes = config_changes(state["config"], OmegaConf.to_container(config, resolve=True))
+        if changes:
+            listed = "; ".join(
+                f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changes.items()
+            )
+            raise ValueError(
+                f"{path} was written with another config ({listed}). Resuming would mix two "
+                "configurations in one run: rerun with the checkpoint's values or use a new "
+                f"hydra.run.dir. Keys a resume may change: {', '.join(RESUMABLE_CHANGES)}."
+            )
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])
     for name, optimizer in optimizers.items():

@@ -191,6 +191,22 @@ def test_second_run_resumes_counters_and_optimizers(resumed):
     )
 
 
+def test_rerun_with_another_config_is_refused_and_changes_nothing(scripts, resumed):
+    run_dir = resumed[3].run_dir
+
+    def run_files() -> dict:
+        # Hydra rewrites .hydra/ at every start, before the script runs.
+        paths = (p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts)
+        return {p: p.stat().st_mtime_ns for p in paths}
+
+    files = run_files()
+    overrides = RESUME.format(frames=SECOND_FRAMES) + " algo.gamma=0.98"
+    refused = scripts.start_training(overrides, run_dir=run_dir).result()
+    assert refused.returncode != 0
+    assert "algo.gamma: 0.99 there, 0.98 now" in refused.stderr
+    assert run_files() == files
+
+
 def test_resumed_run_appends_to_the_same_logs(resumed, read_scalars):
     _, first_state, _, second, state = resumed
     (log_dir,) = (second.run_dir / "logs").iterdir()

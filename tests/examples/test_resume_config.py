@@ -1,0 +1,87 @@
+"""examples/run_support: a rerun resumes only with the config its run was started with (outside the
+keys that say how and how long it runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+RUN_SUPPORT = Path(__file__).resolve().parents[2] / "examples" / "run_support.py"
+SAVED = {
+    "seed": 0,
+    "threads": 2,
+    "device": "cpu",
+    "algo": {"gamma": 0.99, "wm_updates_per_iter": 2, "units": [256, 256]},
+    "collector": {"total_frames": 1000, "init_random_frames": 64},
+    "logger": {"backend": "csv", "mode": "offline"},
+    "checkpoint": {"interval": 5},
+}
+
+
+@pytest.fixture(scope="module")
+def support(load_script):
+    return load_script(RUN_SUPPORT, "run_support")
+
+
+def _with(**changes: object) -> dict:
+    config = OmegaConf.create(SAVED)
+    for key, value in changes.items():
+        OmegaConf.update(config, key.replace("__", "."), value)
+    return OmegaConf.to_container(config)
+
+
+def test_identical_configs_have_no_changes(support):
+    assert support.config_changes(SAVED, _with()) == {}
+
+
+def test_changed_keys_are_listed_with_both_values(support):
+    current = _with(algo__gamma=0.98, algo__units=[512, 512], seed=1)
+    assert support.config_changes(SAVED, current) == {
+        "algo.gamma": (0.99, 0.98),
+        "algo.units": ([256, 256], [512, 512]),
+        "seed": (0, 1),
+    }
+
+
+def test_how_and_how_long_a_run_runs_may_change(support):
+    current = _with(
+        threads=1,
+        device="cuda",
+        logger__backend="wandb",
+        checkpoint__interval=1,
+        collector__total_frames=5000,
+    )
+    assert support.config_changes(SAVED, current) == {}
+    # A prefix covers its subtree, not keys that merely start with the same letters.
+    assert support.config_changes({"threads_x": 1}, {"threads_x": 2}) == {"threads_x": (1, 2)}
+
+
+def test_keys_of_one_config_only_are_not_changes(support):
+    current = _with()
+    current["algo"]["new_option"] = 1.0
+    del current["collector"]["init_random_frames"]
+    assert support.config_changes(SAVED, current) == {}
+
+
+def test_restore_refuses_another_config(support, tmp_path):
+    module = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(module.parameters())
+    state = {
+        "modules": {"m": module.state_dict()},
+        "optimizers": {"o": optimizer.state_dict()},
+        "counters": {"iteration": 3},
+        "rng": {"torch": torch.get_rng_state()},
+        "config": SAVED,
+    }
+    path = tmp_path / "checkpoint_3.pt"
+    torch.save(state, path)
+    modules, optimizers = {"m": module}, {"o": optimizer}
+    same = OmegaConf.create(_with(threads=1))
+    assert support.restore(path, modules, optimizers, config=same)["counters"]["iteration"] == 3
+    other = OmegaConf.create(_with(algo__wm_updates_per_iter=8))
+    with pytest.raises(ValueError, match=r"algo\.wm_updates_per_iter: 2 there, 8 now") as error:
+        support.restore(path, modules, optimizers, config=other)
+    assert "collector.total_frames" in str(error.value)  # names the keys that may change
