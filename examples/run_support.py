@@ -44,13 +44,19 @@ def episode_metrics(data: TensorDictBase) -> dict[str, float]:
     }
 
 
+#: Mappings compared as one value: a task's keyword arguments are the user's, never a library
+#: default, so one added or removed changes the task.
+WHOLE_MAPPINGS = ("env.kwargs",)
+
+
 def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and path not in WHOLE_MAPPINGS:
+            out.update(_flatten(value, f"{path}."))
         else:
-            out[f"{prefix}{key}"] = value
+            out[path] = dict(value) if isinstance(value, Mapping) else value
     return out
 
 
@@ -62,7 +68,7 @@ def config_changes(
     """``{dotted key: (saved, current)}`` for the keys of both configs whose values differ.
 
     Keys under ``may_change`` are left out, and so are keys only one config has (options added
-    or removed between versions of the library).
+    or removed between versions of the library); ``env.kwargs`` is compared as a whole.
     """
     old, new = _flatten(saved), _flatten(current)
     return {

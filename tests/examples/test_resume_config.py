@@ -18,6 +18,7 @@ SAVED = {
     "collector": {"total_frames": 1000, "init_random_frames": 64},
     "logger": {"backend": "csv", "mode": "offline"},
     "checkpoint": {"interval": 5},
+    "env": {"name": "ant", "kwargs": {}},
 }
 
 
@@ -64,6 +65,12 @@ def test_keys_of_one_config_only_are_not_changes(support):
     current["algo"]["new_option"] = 1.0
     del current["collector"]["init_random_frames"]
     assert support.config_changes(SAVED, current) == {}
+
+
+def test_task_keyword_arguments_are_compared_whole(support):
+    current = _with()
+    current["env"]["kwargs"] = {"episode_length": 100}
+    assert support.config_changes(SAVED, current) == {"env.kwargs": ({}, {"episode_length": 100})}
 
 
 def test_restore_refuses_another_config(support, tmp_path):
