@@ -177,6 +177,13 @@ class LatentWorldModel(nn.Module):
         termination head. The three are computed in this order, which fixes the order of random
         draws and of the autograd graph for every imagination path (the transition operator and
         ``ImaginedLatentEnv.imagine``).
+
+        Examples:
+            >>> wm = PWMWorldModel(4, 2, latent_dim=16, units=(32,), encoder_units=(32,))
+            >>> z = wm.encode(torch.randn(5, 4))
+            >>> next_latent, reward_output, logit = wm.transition(z, torch.zeros(5, 2))
+            >>> next_latent.shape, reward_output.shape, logit.shape
+            (torch.Size([5, 16]), torch.Size([5, 1]), torch.Size([5, 1]))
         """
         next_latent = self.next(latent, action)
         reward_output = self.reward_output(latent, action)
