@@ -36,7 +36,14 @@ from sac_utils import (
     make_replay_buffer,
     update,
 )
-from utils import RunClock, drop_logged_after, make_collector, make_logger, make_task_env
+from utils import (
+    RunClock,
+    drop_logged_after,
+    make_collector,
+    make_logger,
+    make_recorder,
+    make_task_env,
+)
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="sac")
@@ -96,8 +103,22 @@ def main(cfg: DictConfig) -> None:
         dropped = drop_logged_after(run_dir / "logs", counters["frames"])
         if dropped:
             print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    try:
+        recorder = make_recorder(
+            cfg,
+            env_spec,
+            obs_dim,
+            action_spec.shape[-1],
+            frames=counters["frames"],
+            capacity=cfg.collector.total_frames + frames_per_batch,
+            source={"script": "sac_baseline", "policy": cfg.variant, "run_dir": str(run_dir)},
+        )
+    except ValueError as err:
+        sys.exit(f"Invalid configuration: {err}")
 
     def checkpoint() -> Path:
+        if recorder is not None:
+            recorder.commit()  # the dataset and the run resume from the same frame
         specs = {"env": env_spec, "sac": OmegaConf.to_container(sac, resolve=True)}
         state = run_state(cfg, modules, optimizers, counters=counters, history=history, specs=specs)
         return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
@@ -140,6 +161,8 @@ def main(cfg: DictConfig) -> None:
         counters["frames"] += frames
         buffer_frames += frames
         replay_buffer.extend(data.select(*TRANSITION_KEYS).reshape(-1))
+        if recorder is not None:
+            recorder.extend(data)
         metrics = episode_metrics(data)
         if metrics:
             history["train/return"].append([counters["frames"], metrics["train/return"]])

@@ -17,6 +17,7 @@ from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
 from torchrl.record.loggers import get_logger
 
+from torchrl_flowmbpo.data import DatasetError, DatasetRecorder
 from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.modules import encoder_operator
@@ -53,6 +54,56 @@ def make_task_env(
         env_spec["name"], num_envs=num_envs, device=device, seed=seed, **env_spec["kwargs"]
     )
     return TransformedEnv(env, Compose(StepCounter(), RewardSum()))
+
+
+def make_recorder(
+    cfg: DictConfig,
+    env_spec: dict[str, Any],
+    obs_dim: int,
+    action_dim: int,
+    *,
+    frames: int,
+    capacity: int,
+    source: dict[str, Any],
+) -> DatasetRecorder | None:
+    """The recorder of ``dataset.record`` (None when null), at the run's frame count.
+
+    Args:
+        cfg: the run's config (``dataset.record``, ``dataset.part``, ``env.num_envs``, ``seed``).
+        env_spec: the task's name and kwargs.
+        obs_dim: observation size.
+        action_dim: action size.
+
+    Keyword Args:
+        frames: the frames the run has collected (0, or a resumed run's checkpoint's).
+        capacity: the most frames the run will record.
+        source: what writes the data, stored in the manifest.
+
+    Raises:
+        DatasetError: if the dataset's part does not hold exactly ``frames`` frames (the run
+            and its dataset commit together at each checkpoint).
+    """
+    if cfg.dataset.record is None:
+        return None
+    recorder = DatasetRecorder(
+        cfg.dataset.record,
+        cfg.dataset.part,
+        task=env_spec["name"],
+        env_kwargs=env_spec["kwargs"],
+        obs_dim=obs_dim,
+        action_dim=action_dim,
+        num_envs=cfg.env.num_envs,
+        capacity=capacity,
+        source=source,
+        seed=cfg.seed,
+    )
+    if recorder.frames != frames:
+        raise DatasetError(
+            f"dataset.record={cfg.dataset.record} part {cfg.dataset.part!r} holds "
+            f"{recorder.frames} frames but the run is at frame {frames}: record into a new "
+            "part (dataset.part=...) or a new dataset."
+        )
+    return recorder
 
 
 def make_models(specs: dict[str, Any], obs_dim: int, action_dim: int, device: str):
