@@ -85,16 +85,19 @@ def restore(
     schedulers: Mapping[str, Any] | None = None,
     *,
     config: DictConfig | None = None,
+    may_change: tuple[str, ...] = RESUMABLE_CHANGES,
 ) -> dict[str, Any]:
     """Loads a checkpoint into the run's objects and the torch RNG; returns the whole state.
 
     Raises:
         ValueError: if ``config`` (the rerun's) differs from the checkpoint's outside
-            :data:`RESUMABLE_CHANGES`: one run would mix two configurations.
+            ``may_change`` (default :data:`RESUMABLE_CHANGES`): one run would mix two
+            configurations.
     """
     state = load_checkpoint(path, required=("modules", "optimizers", "counters"))
     if config is not None and "config" in state:
-        changes = config_changes(state["config"], OmegaConf.to_container(config, resolve=True))
+        resolved = OmegaConf.to_container(config, resolve=True)
+        changes = config_changes(state["config"], resolved, may_change)
         if changes:
             listed = "; ".join(
                 f"{k}: {old!r} there, {new!r} now" for k, (old, new) in changes.items()
@@ -102,7 +105,7 @@ def restore(
             raise ValueError(
                 f"{path} was written with another config ({listed}). Resuming would mix two "
                 "configurations in one run: rerun with the checkpoint's values or use a new "
-                f"hydra.run.dir. Keys a resume may change: {', '.join(RESUMABLE_CHANGES)}."
+                f"hydra.run.dir. Keys a resume may change: {', '.join(may_change)}."
             )
     for name, module in modules.items():
         module.load_state_dict(state["modules"][name])

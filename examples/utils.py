@@ -33,10 +33,21 @@ from torchrl_flowmbpo.transforms import RewardNormalization
 REWARD_NORM_KEY = ("next", "reward_norm")
 
 
+#: ``world_model`` config keys that say where a run's world model starts and whether it trains,
+#: not how it is built: left out of the constructor spec.
+WORLD_MODEL_RUN_KEYS = ("pretrained", "finetune")
+
+
+def world_model_spec(cfg: DictConfig) -> dict[str, Any]:
+    """The world model's constructor spec: ``cfg.world_model`` without the run keys."""
+    spec = OmegaConf.to_container(cfg.world_model, resolve=True)
+    return {key: value for key, value in spec.items() if key not in WORLD_MODEL_RUN_KEYS}
+
+
 def model_specs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """The constructor specs stored in checkpoints: enough to rebuild every network."""
     return {
-        "world_model": OmegaConf.to_container(cfg.world_model, resolve=True),
+        "world_model": world_model_spec(cfg),
         "actor": OmegaConf.to_container(cfg.actor, resolve=True),
         "critic": OmegaConf.to_container(cfg.critic, resolve=True),
         "env": {
@@ -119,8 +130,8 @@ def make_policy(world_model, actor) -> TensorDictSequential:
     return TensorDictSequential(encoder_operator(world_model), actor)
 
 
-def make_losses(cfg: DictConfig, world_model, actor, critic):
-    """World-model, actor and value losses with the config's options."""
+def make_world_model_loss(cfg: DictConfig, world_model) -> WorldModelLoss:
+    """The world-model loss with the config's ``algo`` options, on normalised rewards."""
     algo = cfg.algo
     wm_loss = WorldModelLoss(
         world_model,
@@ -134,6 +145,13 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         flow_source=algo.flow_source,
     )
     wm_loss.set_keys(reward=REWARD_NORM_KEY)
+    return wm_loss
+
+
+def make_losses(cfg: DictConfig, world_model, actor, critic):
+    """World-model, actor and value losses with the config's options."""
+    algo = cfg.algo
+    wm_loss = make_world_model_loss(cfg, world_model)
     value_loss = PWMValueLoss(
         critic,
         gamma=algo.gamma,
