@@ -5,5 +5,6 @@ The locomotion tasks import Newton/Warp lazily, when a task is built.
 
 from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
 from torchrl_flowmbpo.envs.locomotion import TASKS, make_env
+from torchrl_flowmbpo.envs.rollout import differentiable_rollout
 
-__all__ = ["TASKS", "ImaginedLatentEnv", "make_env"]
+__all__ = ["TASKS", "ImaginedLatentEnv", "differentiable_rollout", "make_env"]

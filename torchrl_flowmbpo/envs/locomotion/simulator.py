@@ -13,7 +13,34 @@ from typing import Any
 
 import torch
 
-__all__ = ["NewtonSimulator", "newton_asset"]
+__all__ = ["NewtonSimulator", "newton_asset", "out_of_range", "write_worlds"]
+
+
+def out_of_range(joint_q: torch.Tensor, joint_qd: torch.Tensor, limit: float = 1e6) -> torch.Tensor:
+    """``[N]`` bool: worlds whose state ``[N, nq]``, ``[N, nqd]`` is non-finite or exceeds
+    ``limit`` in magnitude."""
+    # NaN fails every comparison, so "not (|x| <= limit)" catches NaN, inf and huge values.
+    ok_q = (joint_q.abs() <= limit).all(-1)
+    ok_qd = (joint_qd.abs() <= limit).all(-1)
+    return ~(ok_q & ok_qd)
+
+
+def write_worlds(
+    sim: Any,
+    mask: torch.Tensor,
+    joint_q: torch.Tensor | None = None,
+    joint_qd: torch.Tensor | None = None,
+) -> None:
+    """Writes ``(joint_q, joint_qd)`` (default: the initial state) into the current state of
+    the worlds selected by ``mask`` ``[N]`` of a simulator, and clears their applied forces."""
+    q = sim.default_q if joint_q is None else joint_q
+    qd = sim.default_qd if joint_qd is None else joint_qd
+    m = mask.view(-1, 1)
+    # torch.where over all rows: no host sync to find the indices, and writes in place (into
+    # Warp memory, through the views, for the MuJoCo simulator).
+    sim.joint_q.copy_(torch.where(m, q, sim.joint_q))
+    sim.joint_qd.copy_(torch.where(m, qd, sim.joint_qd))
+    sim.joint_f.masked_fill_(m, 0.0)
 
 
 def newton_asset(name: str) -> str:
@@ -213,14 +240,7 @@ class NewtonSimulator:
             joint_qd: ``[N, nqd]`` new velocities (only the masked rows are used); defaults to
                 the initial velocities.
         """
-        q = self.default_q if joint_q is None else joint_q
-        qd = self.default_qd if joint_qd is None else joint_qd
-        m = mask.view(-1, 1)
-        # torch.where over all rows: no host sync to find the indices, and writes in place
-        # into Warp memory through the views.
-        self.joint_q.copy_(torch.where(m, q, self.joint_q))
-        self.joint_qd.copy_(torch.where(m, qd, self.joint_qd))
-        self.joint_f.masked_fill_(m, 0.0)
+        write_worlds(self, mask, joint_q, joint_qd)
         self._mask[:-1].copy_(mask.view(-1))
         # The solver otherwise warm-starts the reset worlds from their stale accelerations.
         with self._on_warp_stream():
@@ -228,7 +248,4 @@ class NewtonSimulator:
 
     def invalid_worlds(self, limit: float = 1e6) -> torch.Tensor:
         """``[N]`` bool: worlds whose state is non-finite or exceeds ``limit`` in magnitude."""
-        # NaN fails every comparison, so "not (|x| <= limit)" catches NaN, inf and huge values.
-        ok_q = (self.joint_q.abs() <= limit).all(-1)
-        ok_qd = (self.joint_qd.abs() <= limit).all(-1)
-        return ~(ok_q & ok_qd)
+        return out_of_range(self.joint_q, self.joint_qd, limit)
