@@ -102,6 +102,25 @@ def test_continue_equal_one_is_shac_recursion(linear_critic):
     torch.testing.assert_close(target, torch.tensor(expected))
 
 
+def test_episode_ends_cut_the_recursion(linear_critic):
+    # A real rollout (SHAC's): step 1 truncates, step 3 terminates.
+    #   G_3 =  0.5 + 0                                        = 0.5
+    #   G_2 = −1.0 + 0.9·1.0·(0.2·1.0 + 0.8·0.5)              = −0.46
+    #   G_1 =  2.0 + 0.9·0.8·(−0.2)   (episode end: V_2 only)  = 1.856
+    #   G_0 =  1.0 + 0.9·0.9·(0.2·0.3 + 0.8·1.856)            = 2.251288
+    traj = _example_trajectory()
+    traj["next", "done"] = torch.tensor([False, True, False, True]).reshape(1, 4, 1)
+    traj["next", "terminated"] = torch.tensor([False, False, False, True]).reshape(1, 4, 1)
+    loss = PWMValueLoss(linear_critic(), gamma=GAMMA, lmbda=LMBDA)
+    target = loss.compute_value_targets(traj)["value_target"].flatten()
+    torch.testing.assert_close(target, torch.tensor([2.251288, 1.856, -0.46, 0.5]))
+    # All-False flags (what imagination writes) change nothing.
+    traj = _example_trajectory()
+    traj["next", "done"] = traj["next", "terminated"] = torch.zeros(1, 4, 1, dtype=torch.bool)
+    target = loss.compute_value_targets(traj)["value_target"].flatten()
+    torch.testing.assert_close(target, torch.tensor(TD_LAMBDA))
+
+
 def test_weighted_loss_every_member_same_target(linear_critic):
     # loss = mean_{k,t} Γ_t (V_k(z_t) − G_t)² with V_k(z) = z + (0, 0.5, 1)_k, i.e. the sum of
     # the 4 × 3 weighted squared errors over 12 = 1.41886588… (every member regresses G_t).

@@ -1,8 +1,11 @@
-"""The PWM objective as TorchRL ``LossModule``s: world model, actor and value losses."""
+"""The PWM objective as TorchRL ``LossModule``s: world model, actor and value losses, and SHAC's
+actor loss through a differentiable simulator."""
 
 from torchrl_flowmbpo.objectives.common import NonFiniteBatchError, check_finite
+from torchrl_flowmbpo.objectives.pathwise_actor_loss import PathwiseActorLoss
 from torchrl_flowmbpo.objectives.pwm_actor_loss import PWMActorLoss
 from torchrl_flowmbpo.objectives.pwm_value_loss import CRITIC_TARGETS, PWMValueLoss
+from torchrl_flowmbpo.objectives.shac_actor_loss import SHACActorLoss, segment_returns
 from torchrl_flowmbpo.objectives.world_model_loss import FLOW_SOURCES, WorldModelLoss
 
 __all__ = [
@@ -11,6 +14,9 @@ __all__ = [
     "NonFiniteBatchError",
     "PWMActorLoss",
     "PWMValueLoss",
+    "PathwiseActorLoss",
+    "SHACActorLoss",
     "WorldModelLoss",
     "check_finite",
+    "segment_returns",
 ]

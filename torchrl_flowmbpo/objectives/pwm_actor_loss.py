@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.objectives import LossModule, hold_out_net
+from torchrl.objectives import hold_out_net
 
 from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
 from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
-from torchrl_flowmbpo.objectives.common import check_finite, discount_weights, module_device
-from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
+from torchrl_flowmbpo.objectives.common import check_finite, discount_weights
+from torchrl_flowmbpo.objectives.pathwise_actor_loss import PathwiseActorLoss, Rollout
 
 __all__ = ["PWMActorLoss"]
 
 
-class _Imagination(NamedTuple):
-    """One imagined rollout and its return, split into the model's and the critic's parts."""
-
-    reward_part: torch.Tensor  # Σ_t γ^t Γ_t r̂_t, [*B]
-    bootstrap_part: torch.Tensor  # γ^P Γ_H min_k V_k(z_H), [*B]
-    trajectory: TensorDictBase  # [*B, H], not detached
-    survival_horizon: torch.Tensor  # Γ_H, [*B, 1]
-    bootstrap_value: torch.Tensor  # min_k V_k(z_H), [*B, 1]
-
-
-class PWMActorLoss(LossModule):
+class PWMActorLoss(PathwiseActorLoss):
     """First-order actor loss of PWM through H-step imagined rollouts (algorithm.md §5, §9).
 
     From real start observations ``o_0``: ``z_0 = E(o_0)``, then the actor (sampled, RANDOM
@@ -42,15 +29,10 @@ class PWMActorLoss(LossModule):
 
     ``J = Σ_t γ^t Γ_t r̂_t + γ^H Γ_H min_k V_k(z_H)``
 
-    and the loss is ``mean(−J)`` divided by ``sqrt(var + 1e-5)`` of a running estimate of ``−J``
-    (``ret_rms``) or by ``H`` without it. With ``entropy_coef > 0`` (tanh-Gaussian actors), a
-    second term ``loss_entropy = −entropy_coef · mean_{b,t} Ĥ(π(·|z_t))`` rewards the entropy of
-    the squashed action distribution, estimated with one fresh reparameterised sample ``u`` per
-    state: ``Ĥ = Σ_d [log σ_d + ½ log(2πe) + log(1 − tanh²(u_d))]``. Its ``log(1 − tanh²)``
-    part keeps a gradient of about 2 per unit of pre-tanh mean when the actions saturate, where
-    the return's gradient is exactly zero in float32 (an actor there never recovers). The world
-    model and the critic are held out (``hold_out_net``): gradients flow *through* them to the
-    actor's actions, never *into* their parameters.
+    and the loss, its normalisation and the entropy bonus are those of
+    :class:`~torchrl_flowmbpo.objectives.PathwiseActorLoss`. The world model and the critic
+    are held out (``hold_out_net``): gradients flow *through* them to the actor's actions, never
+    *into* their parameters.
 
     :meth:`return_parts` gives the two terms of ``J`` separately (the model's rewards and the
     critic's bootstrap), differentiable, from the same rollout ``forward`` uses.
@@ -91,32 +73,21 @@ class PWMActorLoss(LossModule):
     """
 
     @dataclass
-    class _AcceptedKeys:
-        """Keys read and written by the loss.
+    class _AcceptedKeys(PathwiseActorLoss._AcceptedKeys):
+        """Keys read and written by the loss, besides the shared ones (``value``, ``reward``,
+        ``continue_prob``, ``survival``, ``loc``, ``scale``: see
+        :class:`~torchrl_flowmbpo.objectives.PathwiseActorLoss`).
 
         Attributes:
             observation: start observations. Defaults to ``"observation"``.
             latent: latent key of the imagined env and the actor. Defaults to ``"latent"``.
-            value: the critic's (minimum) value. Defaults to ``"state_value"``.
-            reward: imagined reward, under ``"next"``. Defaults to ``"reward"``.
             termination_logit: imagined termination logit, under ``"next"``.
                 Defaults to ``"termination_logit"``.
-            continue_prob: written continue probability, under ``"next"``.
-                Defaults to ``"continue"``.
-            survival: written survival weight Γ_t. Defaults to ``"survival"``.
-            loc: the actor's pre-tanh mean (entropy bonus only). Defaults to ``"loc"``.
-            scale: the actor's pre-tanh std (entropy bonus only). Defaults to ``"scale"``.
         """
 
         observation: NestedKey = "observation"
         latent: NestedKey = "latent"
-        value: NestedKey = "state_value"
-        reward: NestedKey = "reward"
         termination_logit: NestedKey = "termination_logit"
-        continue_prob: NestedKey = "continue"
-        survival: NestedKey = "survival"
-        loc: NestedKey = "loc"
-        scale: NestedKey = "scale"
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -136,22 +107,19 @@ class PWMActorLoss(LossModule):
         bootstrap_params: TensorDictBase | None = None,
         entropy_coef: float = 0.0,
     ) -> None:
-        super().__init__()
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}.")
-        if entropy_coef < 0:
-            raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}.")
-        self.entropy_coef = float(entropy_coef)
-        self.actor_network = actor_network
-        # Not registered as submodules: this loss must not own (or optimise) them.
-        self.__dict__["critic_network"] = critic_network
+        super().__init__(
+            actor_network,
+            critic_network,
+            horizon=horizon,
+            gamma=gamma,
+            ret_rms=ret_rms,
+            bootstrap_params=bootstrap_params,
+            entropy_coef=entropy_coef,
+        )
         self.__dict__["world_model"] = world_model
-        self.__dict__["bootstrap_params"] = bootstrap_params
-        self.horizon, self.gamma = horizon, gamma
         self.detach_continue = detach_continue
         self.use_continue = use_continue and world_model.has_termination
         self.bootstrap_extra_gamma = bootstrap_extra_gamma
-        self.ret_rms = RunningMeanStd(device=module_device(actor_network)) if ret_rms else None
         self._build_imagined_env()
 
     def _build_imagined_env(self) -> None:
@@ -167,6 +135,11 @@ class PWMActorLoss(LossModule):
         """Rebuilds the imagined env with the new keys (TD(λ) lives in the value loss)."""
         if "world_model" in self.__dict__:
             self._build_imagined_env()
+
+    @property
+    def state_key(self) -> NestedKey:
+        """The latent key: what the actor and the critic read in imagination."""
+        return self.tensor_keys.latent
 
     def return_parts(
         self, tensordict: TensorDictBase
@@ -203,10 +176,9 @@ class PWMActorLoss(LossModule):
             >>> reward.shape, bootstrap.shape, traj.shape
             (torch.Size([6]), torch.Size([6]), torch.Size([6, 5]))
         """
-        parts = self._imagine(tensordict)
-        return parts.reward_part, parts.bootstrap_part, parts.trajectory
+        return super().return_parts(tensordict)
 
-    def _imagine(self, tensordict: TensorDictBase) -> _Imagination:
+    def _rollout(self, tensordict: TensorDictBase) -> Rollout:
         """Rolls the actor out in the model and splits its return (see :meth:`return_parts`)."""
         keys = self.tensor_keys
         check_finite(tensordict, [keys.observation], type(self).__name__)
@@ -231,64 +203,10 @@ class PWMActorLoss(LossModule):
         boot_power = self.horizon + 1 if self.bootstrap_extra_gamma else self.horizon
         traj.set(("next", keys.continue_prob), cont)
         traj.set(keys.survival, survival)
-        return _Imagination(
+        return Rollout(
             reward_part=(discount * survival * reward).sum(-2).squeeze(-1),
             bootstrap_part=(self.gamma**boot_power * survival_h * bootstrap).squeeze(-1),
             trajectory=traj,
             survival_horizon=survival_h,
             bootstrap_value=bootstrap,
         )
-
-    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
-        """Imagines from the start observations and returns ``(losses, trajectory)``."""
-        parts = self._imagine(tensordict)
-        traj = parts.trajectory
-        ret = parts.reward_part + parts.bootstrap_part
-        per_start_loss = -ret
-        if self.ret_rms is not None:
-            self.ret_rms.update(per_start_loss.detach())
-            loss = self.ret_rms.normalize(per_start_loss.mean(), center=False, eps=1e-5)
-        else:
-            loss = per_start_loss.mean() / self.horizon
-        extra = {}
-        if self.entropy_coef > 0:
-            entropy = self._entropy(traj)
-            extra = {"loss_entropy": -self.entropy_coef * entropy, "entropy": entropy.detach()}
-        losses = TensorDict(
-            {
-                "loss_actor": loss,
-                **extra,
-                "imagined_return": ret.detach().mean(),
-                "imagined_reward": traj.get(("next", self.tensor_keys.reward)).detach().mean(),
-                "survival_horizon": parts.survival_horizon.detach().mean(),
-                "bootstrap_value": parts.bootstrap_value.detach().mean(),
-                "action_std": traj.get("action").detach().std(dim=tuple(range(traj.ndim))).mean(),
-            },
-            batch_size=[],
-        )
-        return losses, traj.detach()
-
-    def _entropy(self, traj: TensorDictBase) -> torch.Tensor:
-        """Mean one-sample estimate of the tanh-Gaussian entropy over the imagined states."""
-        keys = self.tensor_keys
-        missing = [key for key in (keys.loc, keys.scale) if key not in traj.keys(True)]
-        if missing:
-            raise KeyError(
-                f"entropy_coef={self.entropy_coef} needs the actor's pre-tanh {missing} in the "
-                "rollout (a GaussianActor writes them; a FlowActor has no density): set "
-                "entropy_coef=0 or use a tanh-Gaussian actor."
-            )
-        loc, scale = traj.get(keys.loc), traj.get(keys.scale)
-        pre_tanh = loc + scale * torch.randn_like(loc)
-        # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|.
-        log_det = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
-        gaussian = scale.log() + 0.5 * math.log(2.0 * math.pi * math.e)
-        return (gaussian + log_det).sum(-1).mean()
-
-    def _bootstrap_value(self, latent: torch.Tensor) -> torch.Tensor:
-        """``min_k V_k(z_H)`` with the (held-out) critic or the bootstrap parameters."""
-        td = TensorDict({self.tensor_keys.latent: latent}, batch_size=latent.shape[:-1])
-        if self.bootstrap_params is None:
-            return self.critic_network(td).get(self.tensor_keys.value)
-        with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
-            return self.critic_network(td).get(self.tensor_keys.value)

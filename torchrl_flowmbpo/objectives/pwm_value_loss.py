@@ -27,7 +27,10 @@ class PWMValueLoss(LossModule):
     V_k(z_{t+1})`` without gradient (target critic if enabled) and builds, with per-step discount
     ``γ c_t``, ``G_{H−1} = r̂_{H−1} + γ c_{H−1} V_H`` and ``G_t = r̂_t + γ c_t [(1−λ) V_{t+1} +
     λ G_{t+1}]`` through TorchRL's ``td_lambda_return_estimate`` (``critic_target="one_step"``:
-    ``G_t = r̂_t + γ c_t V_{t+1}``). The targets stay frozen over the critic's minibatch steps.
+    ``G_t = r̂_t + γ c_t V_{t+1}``). Where the trajectory has ``("next", "done")`` flags (a real
+    rollout, e.g. SHAC's) the recursion restarts after each episode end, which bootstraps from
+    the final observation's value, or from 0 where ``("next", "terminated")`` is set; imagined
+    episodes never end. The targets stay frozen over the critic's minibatch steps.
 
     :meth:`forward` on any minibatch of that trajectory returns ``loss_value = mean_{k, samples}
     Γ_t (V_k(z_t) − G_t)²``, with the survival weight ``Γ_t`` (1 without termination head).
@@ -73,6 +76,9 @@ class PWMValueLoss(LossModule):
                 ``"continue"``.
             survival: survival weight Γ_t. Defaults to ``"survival"``.
             value_target: written TD target G_t. Defaults to ``"value_target"``.
+            done: episode-end flag, under ``"next"`` (optional). Defaults to ``"done"``.
+            terminated: termination flag, under ``"next"`` (optional). Defaults to
+                ``"terminated"``.
         """
 
         latent: NestedKey = "latent"
@@ -82,6 +88,8 @@ class PWMValueLoss(LossModule):
         continue_prob: NestedKey = "continue"
         survival: NestedKey = "survival"
         value_target: NestedKey = "value_target"
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
 
     tensor_keys: _AcceptedKeys
     default_keys = _AcceptedKeys
@@ -161,13 +169,15 @@ class PWMValueLoss(LossModule):
             next_value = self.critic_network(td).get(keys.value)
         reward = trajectory.get(("next", keys.reward))
         gamma = self.gamma * trajectory.get(("next", keys.continue_prob))
-        not_done = torch.zeros_like(reward, dtype=torch.bool)
+        never = torch.zeros_like(reward, dtype=torch.bool)
+        done = trajectory.get(("next", keys.done), never)
+        terminated = trajectory.get(("next", keys.terminated), never)
         if self.critic_target == "td_lambda":
             target = td_lambda_return_estimate(
-                gamma, self.lmbda, next_value, reward, not_done, not_done, rolling_gamma=True
+                gamma, self.lmbda, next_value, reward, done, terminated, rolling_gamma=True
             )
         else:
-            target = td0_return_estimate(gamma, next_value, reward, not_done)
+            target = td0_return_estimate(gamma, next_value, reward, terminated)
         trajectory.set(keys.value_target, target)
         return trajectory
 

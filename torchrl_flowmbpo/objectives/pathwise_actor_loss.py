@@ -1,0 +1,199 @@
+"""First-order (pathwise) actor losses: the negative H-step return through a differentiable rollout.
+
+The shared part of :class:`~torchrl_flowmbpo.objectives.PWMActorLoss` (the rollout runs in a
+learned world model) and :class:`~torchrl_flowmbpo.objectives.SHACActorLoss` (it runs in a
+differentiable simulator): the return's normalisation, the entropy bonus, the critic's bootstrap
+and the logged statistics. A subclass only says how it rolls the actor out and splits the return.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+
+from torchrl_flowmbpo.objectives.common import module_device
+from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
+
+__all__ = ["PathwiseActorLoss", "Rollout"]
+
+
+class Rollout(NamedTuple):
+    """One differentiable rollout and its return, split into the rewards' and the critic's parts."""
+
+    reward_part: torch.Tensor  # what the rewards contribute to the return, [*B]
+    bootstrap_part: torch.Tensor  # what the critic's bootstrap values contribute, [*B]
+    trajectory: TensorDictBase  # [*B, H], not detached
+    survival_horizon: torch.Tensor  # Γ_H (1 where nothing predicts termination), [*B, 1]
+    bootstrap_value: torch.Tensor  # the critic's value at the horizon, [*B, 1]
+
+
+class PathwiseActorLoss(LossModule):
+    """Base of the first-order actor losses: ``loss = mean(−J)``, J an H-step return.
+
+    Subclasses implement :meth:`_rollout`. The loss is ``mean(−J)`` divided by ``sqrt(var +
+    1e-5)`` of a running estimate of ``−J`` (``ret_rms``) or by ``H`` without it. With
+    ``entropy_coef > 0`` (tanh-Gaussian actors), a second term ``loss_entropy = −entropy_coef ·
+    mean_{b,t} Ĥ(π(·|s_t))`` rewards the entropy of the squashed action distribution, estimated
+    with one fresh reparameterised sample ``u`` per state: ``Ĥ = Σ_d [log σ_d + ½ log(2πe) +
+    log(1 − tanh²(u_d))]``. Its ``log(1 − tanh²)`` part keeps a gradient of about 2 per unit of
+    pre-tanh mean when the actions saturate, where the return's gradient is exactly zero in
+    float32 (an actor there never recovers).
+
+    ``forward`` returns ``(losses, trajectory)``: the detached rollout ``[B, H]``, ready for
+    :class:`~torchrl_flowmbpo.objectives.PWMValueLoss`.
+
+    Args:
+        actor_network: a probabilistic actor reading the rollout's state and writing
+            ``"action"``.
+        critic_network: a critic writing the ensemble minimum under ``"state_value"``.
+
+    Keyword Args:
+        horizon: rollout horizon H.
+        gamma: discount γ.
+        ret_rms: normalise the loss by a running std of the per-start loss (PWM).
+        bootstrap_params: parameters swapped into the critic for the bootstrap values, e.g. a
+            target critic's; the critic's own parameters when ``None``.
+        entropy_coef: weight of the entropy bonus (0: none). Needs an actor writing the
+            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Keys every first-order actor loss reads and writes (subclasses add their own).
+
+        Attributes:
+            value: the critic's (minimum) value. Defaults to ``"state_value"``.
+            reward: the rollout's reward, under ``"next"``. Defaults to ``"reward"``.
+            continue_prob: written continue probability, under ``"next"``.
+                Defaults to ``"continue"``.
+            survival: written survival weight Γ_t. Defaults to ``"survival"``.
+            loc: the actor's pre-tanh mean (entropy bonus only). Defaults to ``"loc"``.
+            scale: the actor's pre-tanh std (entropy bonus only). Defaults to ``"scale"``.
+        """
+
+        value: NestedKey = "state_value"
+        reward: NestedKey = "reward"
+        continue_prob: NestedKey = "continue"
+        survival: NestedKey = "survival"
+        loc: NestedKey = "loc"
+        scale: NestedKey = "scale"
+
+    tensor_keys: _AcceptedKeys
+    default_keys = _AcceptedKeys
+
+    def __init__(
+        self,
+        actor_network: TensorDictModule,
+        critic_network: TensorDictModule,
+        *,
+        horizon: int = 16,
+        gamma: float = 0.99,
+        ret_rms: bool = True,
+        bootstrap_params: TensorDictBase | None = None,
+        entropy_coef: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}.")
+        if entropy_coef < 0:
+            raise ValueError(f"entropy_coef must be >= 0, got {entropy_coef}.")
+        self.entropy_coef = float(entropy_coef)
+        self.actor_network = actor_network
+        # Not registered as submodules: this loss must not own (or optimise) them.
+        self.__dict__["critic_network"] = critic_network
+        self.__dict__["bootstrap_params"] = bootstrap_params
+        self.horizon, self.gamma = horizon, gamma
+        self.ret_rms = RunningMeanStd(device=module_device(actor_network)) if ret_rms else None
+
+    @property
+    def state_key(self) -> NestedKey:
+        """The key of the rollout's state: what the actor and the critic read."""
+        raise NotImplementedError
+
+    def _rollout(self, tensordict: TensorDictBase) -> Rollout:
+        """Rolls the actor out from the starts in ``tensordict`` and splits its return."""
+        raise NotImplementedError
+
+    def return_parts(
+        self, tensordict: TensorDictBase
+    ) -> tuple[torch.Tensor, torch.Tensor, TensorDictBase]:
+        """The two parts of the return ``J = reward_part + bootstrap_part``, per start.
+
+        One rollout (RANDOM exploration) as :meth:`forward` computes it: ``reward_part`` is what
+        the rewards contribute, ``bootstrap_part`` what the critic's values contribute. Both are
+        differentiable w.r.t. the actor's parameters (through the sampled actions), so their
+        gradients can be compared
+        (:func:`~torchrl_flowmbpo.diagnostics.actor_gradient_split`). The running return
+        statistics (``ret_rms``) are not updated.
+
+        Args:
+            tensordict: the starts ``[*B]``.
+
+        Returns:
+            ``(reward_part [*B], bootstrap_part [*B], trajectory [*B, H])``; the trajectory is not
+            detached.
+        """
+        parts = self._rollout(tensordict)
+        return parts.reward_part, parts.bootstrap_part, parts.trajectory
+
+    def forward(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        """Rolls out from the starts and returns ``(losses, trajectory)``."""
+        parts = self._rollout(tensordict)
+        traj = parts.trajectory
+        ret = parts.reward_part + parts.bootstrap_part
+        per_start_loss = -ret
+        if self.ret_rms is not None:
+            self.ret_rms.update(per_start_loss.detach())
+            loss = self.ret_rms.normalize(per_start_loss.mean(), center=False, eps=1e-5)
+        else:
+            loss = per_start_loss.mean() / self.horizon
+        extra = {}
+        if self.entropy_coef > 0:
+            entropy = self._entropy(traj)
+            extra = {"loss_entropy": -self.entropy_coef * entropy, "entropy": entropy.detach()}
+        losses = TensorDict(
+            {
+                "loss_actor": loss,
+                **extra,
+                "imagined_return": ret.detach().mean(),
+                "imagined_reward": traj.get(("next", self.tensor_keys.reward)).detach().mean(),
+                "survival_horizon": parts.survival_horizon.detach().mean(),
+                "bootstrap_value": parts.bootstrap_value.detach().mean(),
+                "action_std": traj.get("action").detach().std(dim=tuple(range(traj.ndim))).mean(),
+            },
+            batch_size=[],
+        )
+        return losses, traj.detach()
+
+    def _entropy(self, traj: TensorDictBase) -> torch.Tensor:
+        """Mean one-sample estimate of the tanh-Gaussian entropy over the rollout's states."""
+        keys = self.tensor_keys
+        missing = [key for key in (keys.loc, keys.scale) if key not in traj.keys(True)]
+        if missing:
+            raise KeyError(
+                f"entropy_coef={self.entropy_coef} needs the actor's pre-tanh {missing} in the "
+                "rollout (a GaussianActor writes them; a FlowActor has no density): set "
+                "entropy_coef=0 or use a tanh-Gaussian actor."
+            )
+        loc, scale = traj.get(keys.loc), traj.get(keys.scale)
+        pre_tanh = loc + scale * torch.randn_like(loc)
+        # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|.
+        log_det = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
+        gaussian = scale.log() + 0.5 * math.log(2.0 * math.pi * math.e)
+        return (gaussian + log_det).sum(-1).mean()
+
+    def _bootstrap_value(self, states: torch.Tensor) -> torch.Tensor:
+        """``min_k V_k(s)`` with the (held-out) critic or the bootstrap parameters."""
+        td = TensorDict({self.state_key: states}, batch_size=states.shape[:-1])
+        if self.bootstrap_params is None:
+            return self.critic_network(td).get(self.tensor_keys.value)
+        with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
+            return self.critic_network(td).get(self.tensor_keys.value)
