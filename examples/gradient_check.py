@@ -15,9 +15,12 @@ draws uniform random open-loop action sequences in [-0.5, 0.5] and runs
 :func:`torchrl_flowmbpo.diagnostics.action_gradient_accuracy`: the model's gradient by autograd
 against central finite differences in the simulator restarted at each state (``--smooth SIGMA``:
 the slopes of the return smoothed by Gaussian action noise of that std on both sides, the slope
-a stochastic policy follows on a rugged return; ``--smooth-samples`` antithetic pairs). Returns
-are in raw reward units, with the checkpoint's γ. Metric definitions: ``docs/metrics.md``
-(Diagnostics).
+a stochastic policy follows on a rugged return; ``--smooth-samples`` antithetic pairs). Where the
+task has a differentiable simulator (the cartpole), the real gradient is exact instead: autograd
+through ``differentiable=True`` steps of the same task (``--finite-differences`` forces the
+differences; ``--reference-eps`` then compares the exact gradient with differences of that
+step). Returns are in raw reward units, with the checkpoint's γ. Metric definitions:
+``docs/metrics.md`` (Diagnostics).
 
 The simulator must be restartable from an observation (``set_state_from_observation``): every
 built-in task is (the locomotion tasks restart at the observed state with the torso's horizontal
@@ -38,10 +41,12 @@ from tensordict.nn import TensorDictModule
 from torchrl_flowmbpo.diagnostics import (
     action_gradient_accuracy,
     collect_rollouts,
+    make_exact_real_gradient,
     make_real_return,
 )
-from torchrl_flowmbpo.envs import TASKS
+from torchrl_flowmbpo.envs import TASKS, make_env
 from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, Controller
+from torchrl_flowmbpo.envs.locomotion import task_kwargs
 from torchrl_flowmbpo.recipes import CheckpointError, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -89,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="policy",
         help="who visits the start states: the checkpoint's stochastic 'policy' (default) or a "
         "reference controller of the task (e.g. 'trot' on ant)",
+    )
+    parser.add_argument(
+        "--finite-differences",
+        action="store_true",
+        help="difference the real return even where the simulator gives exact gradients",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     args = parser.parse_args(argv)
@@ -145,10 +155,11 @@ def start_observations(env, policy, steps: int) -> torch.Tensor:
     return obs[torch.arange(n, device=obs.device), times]
 
 
-def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
+def format_report(result: dict[str, Any], *, smoothed: bool = False, exact: bool = False) -> str:
     """The scalars on three lines, then the per-step cosine as a table (``smoothed``: the real
     line compares the two halves of the noise pairs, not two finite-difference steps, and a
-    fourth line scores the model's zeroth-order slope, from its returns alone)."""
+    fourth line scores the model's zeroth-order slope, from its returns alone; ``exact``: the real
+    line compares the exact gradient with differences at the reference step)."""
     lines = [
         f"values:    corr(model, real) {result['value_corr']:.3f}; mean return model "
         f"{result['model_return_mean']:.3f}, real {result['real_return_mean']:.3f}",
@@ -158,7 +169,11 @@ def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
         f"{result['grad_norm_ratio']:.3f}",
     ]
     if "real_self_cos_mean" in result:
-        pair = "half the pairs, the other half" if smoothed else "at eps, real at reference eps"
+        if smoothed:
+            pair = "half the pairs, the other half"
+        else:
+            pair = "exact, real differenced" if exact else "at eps, real"
+            pair += " at reference eps"
         lines.append(
             f"real:      cos(real {pair}) per state mean "
             f"{result['real_self_cos_mean']:.3f}, median {result['real_self_cos_median']:.3f}"
@@ -170,8 +185,9 @@ def format_report(result: dict[str, Any], *, smoothed: bool = False) -> str:
             f"{result['model_zeroth_cos_median']:.3f}; |model| / |real| "
             f"{result['model_zeroth_norm_ratio']:.3f}"
         )
-    lines.append("   t  cos(dR/da_t)")
-    lines += [f"{t:4d}  {cos:12.3f}" for t, cos in enumerate(result["grad_cos_per_step"])]
+    lines.append("   t  cos(dR/da_t)  |model| / |real|")
+    steps = zip(result["grad_cos_per_step"], result["grad_norm_ratio_per_step"], strict=True)
+    lines += [f"{t:4d}  {cos:12.3f}  {ratio:15.3f}" for t, (cos, ratio) in enumerate(steps)]
     return "\n".join(lines)
 
 
@@ -204,6 +220,21 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     shape = (args.states, args.horizon, env.action_spec.shape[-1])
     actions = (2 * torch.rand(shape, generator=generator, device=args.device) - 1) * ACTION_RANGE
+    exact = None
+    if (
+        args.smooth is None
+        and not args.finite_differences
+        and "differentiable" in task_kwargs(task)
+    ):
+        spec = state["specs"]["env"]
+        differentiable_env = make_env(
+            task,
+            num_envs=args.states,
+            device=args.device,
+            seed=args.seed,
+            **{**spec["kwargs"], "differentiable": True},
+        )
+        exact = make_exact_real_gradient(differentiable_env, gamma=gamma)
     result = action_gradient_accuracy(
         world_model,
         observations,
@@ -220,13 +251,15 @@ def main(argv: list[str] | None = None) -> None:
         # The actions' stream, continued: a second generator with the same seed would draw the
         # noise from the same uniforms as the actions.
         generator=generator,
+        real_gradient=exact,
     )
     counters = state["counters"]
-    slope = (
-        f"eps = {args.eps}"
-        if args.smooth is None
-        else f"slopes smoothed by σ = {args.smooth} ({args.smooth_samples} antithetic pairs)"
-    )
+    if exact is not None:
+        slope = "exact real gradient (differentiable simulator)"
+    elif args.smooth is None:
+        slope = f"eps = {args.eps}"
+    else:
+        slope = f"slopes smoothed by σ = {args.smooth} ({args.smooth_samples} antithetic pairs)"
     print(
         f"Gradient check of {state['variant']} on {task} (seed {state['seed']}, iteration "
         f"{counters['iteration']}, {counters['frames']} frames; WM "
@@ -235,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         f"H = {args.horizon} actions U[-{ACTION_RANGE}, {ACTION_RANGE}], "
         f"γ = {gamma}, {slope}, raw rewards (model reward × {scale:.4g} {loc:+.4g})"
     )
-    print(format_report(result, smoothed=args.smooth is not None))
+    print(format_report(result, smoothed=args.smooth is not None, exact=exact is not None))
 
 
 if __name__ == "__main__":

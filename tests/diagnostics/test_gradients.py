@@ -225,7 +225,8 @@ def test_scalar_metrics_names(data):
     names = scalar_metrics(out, METRIC_PREFIXES["action_gradient_accuracy"])
     assert "diagnostics/gradient_grad_cos_mean" in names
     assert "diagnostics/gradient_grad_cos_per_step" not in names  # lists are left out
-    assert len(names) == len(out) - 1
+    assert "diagnostics/gradient_grad_norm_ratio_per_step" not in names
+    assert len(names) == len(out) - 2
 
 
 class LinearEnv(EnvBase):

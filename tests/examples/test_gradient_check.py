@@ -24,11 +24,26 @@ def test_report_on_a_tiny_checkpoint(script, make_checkpoint, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Gradient check of baseline on cartpole (seed 3, iteration 7")
     assert f"{STATES} start states" in lines[0] and "γ = 0.9," in lines[0]
+    # The cartpole has a differentiable simulator: the real gradient is exact.
+    assert "exact real gradient (differentiable simulator)" in lines[0]
     assert lines[1].startswith("values:") and lines[2].startswith("gradients:")
     rows = [line.split() for line in lines[4:]]
-    assert [int(t) for t, _ in rows] == list(range(HORIZON))
-    assert all(math.isfinite(float(cos)) for _, cos in rows)
+    assert [int(t) for t, _, _ in rows] == list(range(HORIZON))
+    assert all(math.isfinite(float(cos)) and float(ratio) > 0 for _, cos, ratio in rows)
     assert path.is_file()
+
+
+def test_finite_differences_on_request(script, make_checkpoint, tmp_path, capsys):
+    make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
+    args = [str(tmp_path / "run"), "--horizon", str(HORIZON), "--states", str(STATES)]
+    script.main([*args, "--finite-differences", "--eps", "0.01"])
+    fd = capsys.readouterr().out.splitlines()
+    assert "eps = 0.01," in fd[0]
+    script.main(args)
+    exact = capsys.readouterr().out.splitlines()
+    # Differences of a smooth return and the exact gradient give the same cosines.
+    for fd_row, exact_row in zip(fd[4:], exact[4:], strict=True):
+        assert float(fd_row.split()[1]) == pytest.approx(float(exact_row.split()[1]), abs=0.02)
 
 
 def test_report_on_a_locomotion_task(script, make_checkpoint, tmp_path, capsys):
@@ -42,7 +57,7 @@ def test_report_on_a_locomotion_task(script, make_checkpoint, tmp_path, capsys):
     assert 0.5 < float(values[values.index("real") + 1]) < 5.0
     self_cos = lines[3].replace(",", "").split()
     assert lines[3].startswith("real:") and -1 <= float(self_cos[self_cos.index("mean") + 1]) <= 1
-    cosines = [float(cos) for _, cos in (line.split() for line in lines[5:])]
+    cosines = [float(row.split()[1]) for row in lines[5:]]
     # The Ant's reward reads the pre-step observation only: the last action reaches no reward
     # within the horizon, its real gradient is 0 and its cosine undefined.
     assert math.isfinite(cosines[0]) and math.isnan(cosines[1])

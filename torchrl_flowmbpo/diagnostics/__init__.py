@@ -10,7 +10,8 @@ Pure functions on real data (no training; plain Python floats and lists out; onl
 - :func:`horizon_return_gap`: imagined vs real H-step return from the same start states;
 - :func:`collect_rollouts`: closed-loop real-env rollouts for the last two;
 - :func:`action_gradient_accuracy`: the model's d(return)/d(actions) vs the real one (finite
-  differences in a simulator restarted by :func:`make_real_return`);
+  differences in a simulator restarted by :func:`make_real_return`, or exact through a
+  differentiable one, :func:`make_exact_real_gradient`);
 - :func:`actor_gradient_split`: the actor's gradient of the imagined return split into the
   model's reward part and the critic's bootstrap part (norms, cosine, share);
 - :func:`behaviour_probe`: real vs the model's open-loop returns of reference behaviours (zero,
@@ -36,6 +37,7 @@ from torchrl_flowmbpo.diagnostics.common import METRIC_PREFIXES, pearson, scalar
 from torchrl_flowmbpo.diagnostics.gradients import (
     action_gradient_accuracy,
     finite_difference_gradient,
+    make_exact_real_gradient,
     make_real_return,
     model_action_gradient,
     smoothed_gradient,
@@ -65,6 +67,7 @@ __all__ = [
     "finite_difference_gradient",
     "horizon_return_gap",
     "imagination_vs_real",
+    "make_exact_real_gradient",
     "make_real_return",
     "model_action_gradient",
     "model_replay_rewards",

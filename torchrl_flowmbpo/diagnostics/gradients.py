@@ -24,6 +24,7 @@ from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
 __all__ = [
     "action_gradient_accuracy",
     "finite_difference_gradient",
+    "make_exact_real_gradient",
     "make_real_return",
     "model_action_gradient",
     "smoothed_gradient",
@@ -31,6 +32,8 @@ __all__ = [
 
 #: ``real_return(observations [N, obs_dim], actions [N, H, A]) -> [N]`` discounted raw return.
 RealReturn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``real_gradient(observations, actions) -> (R [N], dR/da [N, H, A])``, exact (float64).
+RealGradient = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _check_inputs(observations: torch.Tensor, actions: torch.Tensor) -> None:
@@ -304,6 +307,7 @@ def action_gradient_accuracy(
     smoothing: float | None = None,
     smoothing_samples: int = 128,
     generator: torch.Generator | None = None,
+    real_gradient: RealGradient | None = None,
 ) -> dict[str, Any]:
     """How well the world model's return gradient w.r.t. the actions matches the real one.
 
@@ -315,7 +319,9 @@ def action_gradient_accuracy(
       (:func:`model_action_gradient`; the world model's parameters get no ``.grad``);
     - real: ``R = real_return(o, a)`` (raw units, the same γ) and ``g = ∂R/∂a`` by central
       differences of step ``eps``, one-sided at the action bounds
-      (:func:`finite_difference_gradient`: ``2 H A + 1`` calls of ``real_return``).
+      (:func:`finite_difference_gradient`: ``2 H A + 1`` calls of ``real_return``), or exactly
+      where the simulator is differentiable: ``real_gradient`` (:func:`make_exact_real_gradient`)
+      then supplies ``R`` and ``g`` by autograd through the simulator.
 
     With ``cos(u, v) = u·v / (|u| |v|)`` (NaN when either is zero):
 
@@ -329,12 +335,14 @@ def action_gradient_accuracy(
     - ``first_action_sign_agreement`` = mean_{i,j} [sign g_m[i, 0, j] = sign g[i, 0, j]]: how
       often the first action would be pushed the right way;
     - ``grad_norm_ratio`` = mean_i |g_m[i]| / mean_i |g[i]| (> 1: the model's slope is steeper);
+      ``grad_norm_ratio_per_step[t]`` the same ratio for the actions of step t;
     - ``count`` = N;
     - with ``reference_eps``, also ``real_self_cos_mean``, ``real_self_cos_median``: mean /
       median over states of ``cos(g[i], g'[i])``, ``g'`` the real gradient by differences of
       step ``reference_eps`` (another ``2 H A + 1`` calls): ~1 on a smooth return; low where
       contacts make the return rugged, so that "the real gradient" depends on the step and a
-      larger ``eps`` is the smoothed slope an actor can follow.
+      larger ``eps`` is the smoothed slope an actor can follow. With ``real_gradient``,
+      ``reference_eps`` compares the exact gradient with finite differences of that step.
 
     With ``smoothing = σ`` both slopes are those of the Gaussian-smoothed return
     ``R_σ(a) = E[R(a + σε)]`` instead: the real one by :func:`smoothed_gradient`
@@ -368,6 +376,8 @@ def action_gradient_accuracy(
             (None: the finite-difference slope at ``a``).
         smoothing_samples: antithetic pairs of the smoothed real slope.
         generator: the smoothing noise's random generator (None: torch's global one).
+        real_gradient: the exact real return and gradient (:func:`make_exact_real_gradient`);
+            replaces the finite differences (not combinable with ``smoothing``).
 
     Returns:
         The floats above and the list ``grad_cos_per_step``.
@@ -383,10 +393,14 @@ def action_gradient_accuracy(
         >>> len(out["grad_cos_per_step"]), -1 <= out["grad_cos_mean"] <= 1, out["count"]
         (4, True, 8.0)
     """
+    if real_gradient is not None and smoothing is not None:
+        raise ValueError("real_gradient gives the exact slope at a; smoothing must be None.")
     units = {"gamma": gamma, "reward_scale": reward_scale, "reward_loc": reward_loc}
     model_ret, model_grad = model_action_gradient(world_model, observations, actions, **units)
     self_cos = None
-    if smoothing is None:
+    if real_gradient is not None:
+        real_ret, real_grad = real_gradient(observations, actions)
+    elif smoothing is None:
         real_ret, real_grad = finite_difference_gradient(
             real_return, observations, actions, eps=eps
         )
@@ -417,6 +431,10 @@ def action_gradient_accuracy(
         real_grad.transpose(0, 1).reshape(actions.shape[1], -1),
     ).tolist()
     first_signs = model_grad[:, 0].sign() == real_grad[:, 0].sign()
+    step_norms = [
+        (model_grad[:, t].norm(dim=-1).mean() / real_grad[:, t].norm(dim=-1).mean()).item()
+        for t in range(actions.shape[1])
+    ]
     real_norm = float(real_grad.reshape(n, -1).norm(dim=-1).mean())
     model_norm = float(model_grad.reshape(n, -1).norm(dim=-1).mean())
     result = {
@@ -430,6 +448,7 @@ def action_gradient_accuracy(
         "grad_cos_last": per_step[-1],
         "first_action_sign_agreement": float(first_signs.double().mean()),
         "grad_norm_ratio": model_norm / real_norm if real_norm > 0 else math.nan,
+        "grad_norm_ratio_per_step": step_norms,
         "count": float(n),
     }
     if smoothing is None and reference_eps is not None:
@@ -445,6 +464,26 @@ def action_gradient_accuracy(
         )
         result["model_zeroth_norm_ratio"] = zeroth_norm / real_norm if real_norm > 0 else math.nan
     return result
+
+
+def _open_loop_return(
+    env: EnvBase, observations: torch.Tensor, actions: torch.Tensor, gamma: float
+) -> torch.Tensor:
+    """``Σ_{t<H} γ^t alive_t r_t`` ``[N]`` of ``actions`` from the restarted worlds (see
+    :func:`make_real_return`), with the env's gradients where it has them."""
+    n = actions.shape[0]
+    if tuple(env.batch_size) != (n,):
+        raise ValueError(f"The env has batch size {tuple(env.batch_size)}, not ({n},).")
+    td = env.set_state_from_observation(observations.to(env.device))
+    total = torch.zeros(n, dtype=torch.float64, device=env.device)
+    alive = torch.ones(n, dtype=torch.bool, device=env.device)
+    for t in range(actions.shape[1]):
+        out = env.step(td.set("action", actions[:, t].to(env.device)))
+        reward = out.get(("next", "reward")).reshape(n).double()
+        total = total + gamma**t * alive.double() * reward
+        alive &= ~out.get(("next", "done")).reshape(n)
+        td = env.step_mdp(out)
+    return total
 
 
 def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
@@ -483,18 +522,52 @@ def make_real_return(env: EnvBase, *, gamma: float) -> RealReturn:
 
     @torch.no_grad()
     def real_return(observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        n = actions.shape[0]
-        if tuple(env.batch_size) != (n,):
-            raise ValueError(f"The env has batch size {tuple(env.batch_size)}, not ({n},).")
-        td = env.set_state_from_observation(observations.to(env.device))
-        total = torch.zeros(n, dtype=torch.float64, device=env.device)
-        alive = torch.ones(n, dtype=torch.bool, device=env.device)
-        for t in range(actions.shape[1]):
-            out = env.step(td.set("action", actions[:, t].to(env.device)))
-            reward = out.get(("next", "reward")).reshape(n).double()
-            total += gamma**t * alive.double() * reward
-            alive &= ~out.get(("next", "done")).reshape(n)
-            td = env.step_mdp(out)
-        return total
+        return _open_loop_return(env, observations, actions, gamma).double()
 
     return real_return
+
+
+def make_exact_real_gradient(env: EnvBase, *, gamma: float) -> RealGradient:
+    """``real_gradient(observations, actions)`` for :func:`action_gradient_accuracy`: the real
+    return of :func:`make_real_return` and its exact gradient w.r.t. the actions.
+
+    ``env`` must be differentiable (e.g. ``CartPoleEnv(..., differentiable=True)``): the return
+    ``Σ_{t<H} γ^t alive_t r_t`` is computed as :func:`make_real_return` does, with gradients
+    through every simulator step, and differentiated by autograd. Only the actions are
+    differentiated; works inside ``torch.no_grad()`` too.
+
+    Args:
+        env: a differentiable batched env with ``set_state_from_observation``.
+
+    Keyword Args:
+        gamma: discount γ.
+
+    Raises:
+        TypeError: when ``env`` is not differentiable or cannot be restarted from observations.
+
+    Examples:
+        >>> from torchrl_flowmbpo.envs.locomotion import CartPoleEnv
+        >>> env = CartPoleEnv(2, seed=0, differentiable=True)
+        >>> exact = make_exact_real_gradient(env, gamma=0.99)
+        >>> ret, grad = exact(env.reset()["observation"], torch.zeros(2, 4, 1))
+        >>> ret.shape, grad.shape, grad.dtype
+        (torch.Size([2]), torch.Size([2, 4, 1]), torch.float64)
+    """
+    if not getattr(env, "differentiable", False):
+        raise TypeError(
+            f"{type(env).__name__} is not differentiable: build it with differentiable=True "
+            "(tasks that have the option: the cartpole), or use finite differences."
+        )
+    if not callable(getattr(env, "set_state_from_observation", None)):
+        raise TypeError(f"{type(env).__name__} has no set_state_from_observation(observation).")
+
+    def real_gradient(
+        observations: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = actions.detach().to(env.device, torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            ret = _open_loop_return(env, observations, leaf, gamma)
+            (grad,) = torch.autograd.grad(ret.sum(), leaf)
+        return ret.detach(), grad.double()
+
+    return real_gradient
