@@ -46,6 +46,7 @@ from utils import (
     check_schedule,
     count_iterations,
     drop_logged_after,
+    load_pretrained,
     make_collector,
     make_logger,
     make_losses,
@@ -84,12 +85,18 @@ def main(cfg: DictConfig) -> None:
         )
         obs_dim = env.observation_spec["observation"].shape[-1]
         action_dim = env.action_spec.shape[-1]
+        pretrained = load_pretrained(cfg, specs, obs_dim, action_dim)
         world_model, actor, critic = make_models(specs, obs_dim, action_dim, cfg.device)
         wm_loss, actor_loss, value_loss = make_losses(cfg, world_model, actor, critic)
         reward_norm = make_reward_normalization(cfg)
     except (ValueError, TypeError) as err:
         sys.exit(f"Invalid configuration: {err}")
     reward_norm = reward_norm.to(cfg.device)
+    finetune = cfg.world_model.finetune  # False: the pretrained model and its reward units stay
+    if pretrained is not None:
+        world_model.load_state_dict(pretrained["modules"]["world_model"])
+        reward_norm.load_state_dict(pretrained["modules"]["reward_norm"])
+        world_model.requires_grad_(finetune)
     replay_buffer = make_replay_buffer(cfg, reward_norm, cfg.device)
     termination_balance = make_termination_balance(cfg, cfg.device)
     iterations = count_iterations(cfg)
@@ -229,7 +236,7 @@ def main(cfg: DictConfig) -> None:
         if termination_balance is not None:
             termination_balance.observe_batch(batch.get(("next", "terminated")))
             wm_loss.term_pos_weight.fill_(termination_balance.weight())
-        return updater.world_model_step(batch)
+        return updater.world_model_step(batch) if finetune else updater.world_model_metrics(batch)
 
     fresh = counters["frames"] == 0
     buffer_frames = 0
@@ -285,7 +292,8 @@ def main(cfg: DictConfig) -> None:
         # The policy's own outputs (latent, action-distribution parameters) are recomputed by
         # every loss; storing them would take ~1 KB per transition (92 % of the buffer).
         replay_buffer.extend(data.exclude(*POLICY_OUTPUTS))
-        reward_norm.update(data.get(("next", "reward")))
+        if finetune:
+            reward_norm.update(data.get(("next", "reward")))
         if termination_balance is not None:
             termination_balance.observe_data(data.get(("next", "terminated")))
         metrics = episode_metrics(data)
@@ -295,7 +303,9 @@ def main(cfg: DictConfig) -> None:
         if buffer_frames < cfg.collector.init_random_frames:
             continue
         if not counters["wm_warmed_up"]:
-            for _ in tqdm(range(algo.wm_warmup_steps), desc="world-model warm-up", leave=False):
+            # A pretrained model needs no warm-up on the random frames.
+            warmup_steps = 0 if pretrained is not None else algo.wm_warmup_steps
+            for _ in tqdm(range(warmup_steps), desc="world-model warm-up", leave=False):
                 world_model_step()
             for _ in tqdm(range(algo.actor_bc_steps), desc="actor cloning", leave=False):
                 behaviour_cloning_step(

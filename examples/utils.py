@@ -23,10 +23,12 @@ from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.modules import encoder_operator
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import (
+    CheckpointError,
     TerminationBalance,
     build_actor,
     build_critic,
     build_world_model,
+    load_checkpoint,
 )
 from torchrl_flowmbpo.transforms import RewardNormalization
 
@@ -115,6 +117,55 @@ def make_recorder(
             "part (dataset.part=...) or a new dataset."
         )
     return recorder
+
+
+def load_pretrained(
+    cfg: DictConfig, specs: dict[str, Any], obs_dim: int, action_dim: int
+) -> dict[str, Any] | None:
+    """The checkpoint of ``world_model.pretrained`` (None when null), checked against the task.
+
+    On success ``specs["world_model"]`` becomes the pretrained model's constructor spec, so the
+    run builds (and its checkpoints record) the model that was pretrained.
+
+    Raises:
+        ValueError: for an unreadable checkpoint or one not written by
+            ``examples/pretrain_world_model.py``, observation or action sizes other than the
+            task's, a reward normalisation mode other than ``algo.reward_norm``, or
+            ``world_model.finetune=false`` without a pretrained model.
+    """
+    path = cfg.world_model.pretrained
+    if path is None:
+        if not cfg.world_model.finetune:
+            raise ValueError(
+                "world_model.finetune=false freezes a pretrained model: set "
+                "world_model.pretrained=PATH too (a random model would never learn)."
+            )
+        return None
+    try:
+        state = load_checkpoint(path, required=("modules", "specs", "config"))
+    except CheckpointError as err:
+        raise ValueError(f"world_model.pretrained={path}: {err}") from err
+    dims = state["specs"].get("dims")
+    if dims is None:
+        raise ValueError(
+            f"world_model.pretrained={path} is not a checkpoint of "
+            "examples/pretrain_world_model.py (its specs have no dims)."
+        )
+    if (dims["observation"], dims["action"]) != (obs_dim, action_dim):
+        task = state["specs"]["env"]["name"]
+        raise ValueError(
+            f"world_model.pretrained={path} was pretrained on task {task!r} "
+            f"with observation size {dims['observation']} and action size {dims['action']}; "
+            f"task {specs['env']['name']!r} has {obs_dim} and {action_dim}."
+        )
+    mode = state["config"]["algo"]["reward_norm"]
+    if mode != cfg.algo.reward_norm:
+        raise ValueError(
+            f"world_model.pretrained={path} predicts rewards normalised with reward_norm={mode!r}; "
+            f"set algo.reward_norm={mode} (now {cfg.algo.reward_norm!r})."
+        )
+    specs["world_model"] = state["specs"]["world_model"]
+    return state
 
 
 def make_models(specs: dict[str, Any], obs_dim: int, action_dim: int, device: str):

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensordict import TensorDict
 
+from torchrl_flowmbpo.data import DatasetRecorder
 from torchrl_flowmbpo.recipes import build_actor, build_world_model, save_checkpoint
 from torchrl_flowmbpo.transforms import RewardNormalization
 
@@ -215,6 +217,38 @@ def make_tiny_checkpoint(path: Path, task: str = "cartpole") -> Path:
         "config": {"algo": {"gamma": 0.9, "reward_norm": "standardize", "reward_clip": None}},
     }
     return save_checkpoint(state, path)
+
+
+def make_tiny_dataset(path: Path, obs_dim: int = 5) -> Path:
+    """A dataset of random cartpole-like transitions (action 1), 12-step episodes in 4 envs;
+    ``obs_dim`` other than the cartpole's 5 makes a model that fits no task."""
+    num_envs, steps, episode = 4, 48, 12
+    gen = torch.Generator().manual_seed(0)
+    recorder = DatasetRecorder(
+        path, "history", task="cartpole", env_kwargs={}, obs_dim=obs_dim, action_dim=1,
+        num_envs=num_envs, capacity=num_envs * steps, source={"policy": "random"}, seed=0,
+    )  # fmt: skip
+    step = torch.arange(steps)
+    done = ((step + 1) % episode == 0).expand(num_envs, steps).unsqueeze(-1)
+    ids = (torch.arange(num_envs).unsqueeze(1) * 100 + step // episode).clone()
+    obs = torch.randn(num_envs, steps, obs_dim, generator=gen)
+    recorder.extend(
+        TensorDict(
+            {
+                "observation": obs,
+                "action": torch.rand(num_envs, steps, 1, generator=gen) * 2 - 1,
+                ("next", "observation"): obs + 0.1,
+                ("next", "reward"): 3.0 * torch.randn(num_envs, steps, 1, generator=gen),
+                ("next", "done"): done,
+                ("next", "terminated"): done,
+                ("next", "truncated"): torch.zeros_like(done),
+                ("collector", "traj_ids"): ids,
+            },
+            [num_envs, steps],
+        )
+    )
+    recorder.commit()
+    return path
 
 
 @pytest.fixture

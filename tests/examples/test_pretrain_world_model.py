@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensordict import TensorDict
 
-from torchrl_flowmbpo.data import DatasetRecorder, held_out_split, load_dataset
+from torchrl_flowmbpo.data import held_out_split, load_dataset
 from torchrl_flowmbpo.recipes import load_checkpoint
 
-NUM_ENVS, STEPS, EPISODE = 4, 48, 12
 #: 6 steps of 8-slice batches, metrics every 3 steps, the gradient check at 2 states.
 TINY = (
     "world_model=mlp algo.horizon=4 algo.wm_batch_slices=8 dataset.held_out_envs=1 "
@@ -26,41 +24,12 @@ TINY = (
 )
 
 
-def make_dataset(path: Path) -> Path:
-    """Random cartpole-shaped transitions (obs 5, action 1), 12-step episodes in 4 envs."""
-    gen = torch.Generator().manual_seed(0)
-    recorder = DatasetRecorder(
-        path, "history", task="cartpole", env_kwargs={}, obs_dim=5, action_dim=1,
-        num_envs=NUM_ENVS, capacity=NUM_ENVS * STEPS, source={"policy": "random"}, seed=0,
-    )  # fmt: skip
-    step = torch.arange(STEPS)
-    done = ((step + 1) % EPISODE == 0).expand(NUM_ENVS, STEPS).unsqueeze(-1)
-    ids = (torch.arange(NUM_ENVS).unsqueeze(1) * 100 + step // EPISODE).clone()
-    obs = torch.randn(NUM_ENVS, STEPS, 5, generator=gen)
-    recorder.extend(
-        TensorDict(
-            {
-                "observation": obs,
-                "action": torch.rand(NUM_ENVS, STEPS, 1, generator=gen) * 2 - 1,
-                ("next", "observation"): obs + 0.1,
-                ("next", "reward"): 3.0 * torch.randn(NUM_ENVS, STEPS, 1, generator=gen),
-                ("next", "done"): done,
-                ("next", "terminated"): done,
-                ("next", "truncated"): torch.zeros_like(done),
-                ("collector", "traj_ids"): ids,
-            },
-            [NUM_ENVS, STEPS],
-        )
-    )
-    recorder.commit()
-    return path
-
-
 @pytest.fixture(scope="module")
 def start(scripts, tmp_path_factory):
     """``start(args, run_dir) -> PendingRun`` of pretrain_world_model.py on the tiny dataset."""
-    pending_run = sys.modules[type(scripts).__module__].PendingRun
-    dataset = make_dataset(tmp_path_factory.mktemp("dataset") / "ds")
+    module = sys.modules[type(scripts).__module__]
+    pending_run = module.PendingRun
+    dataset = module.make_tiny_dataset(tmp_path_factory.mktemp("dataset") / "ds")
 
     def run(args: str, run_dir: Path):
         cwd = tmp_path_factory.mktemp("pretrain")

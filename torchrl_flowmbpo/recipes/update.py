@@ -106,6 +106,14 @@ class PWMUpdater:
         return _to_floats(metrics)
 
     @torch.no_grad()
+    def world_model_metrics(self, batch: TensorDictBase) -> dict[str, float]:
+        """The world-model losses on ``[B, H]`` slices without a step (a frozen model's fit)."""
+        losses = self.wm_loss(batch)
+        metrics = dict(losses.items())
+        metrics["loss"] = _loss_sum(losses)
+        return _to_floats(metrics)
+
+    @torch.no_grad()
     def real_value_samples(self, slices: TensorDictBase) -> TensorDictBase:
         """Flat critic samples (latent, value target) of ``[B, T]`` real replay slices.
 
