@@ -53,6 +53,7 @@ from utils import (
     make_models,
     make_optimizers,
     make_policy,
+    make_recorder,
     make_replay_buffer,
     make_reward_normalization,
     make_task_env,
@@ -142,8 +143,22 @@ def main(cfg: DictConfig) -> None:
         dropped = drop_logged_after(run_dir / "logs", counters["frames"])
         if dropped:
             print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    try:
+        recorder = make_recorder(
+            cfg,
+            specs["env"],
+            obs_dim,
+            action_dim,
+            frames=counters["frames"],
+            capacity=cfg.collector.total_frames + cfg.env.num_envs * algo.horizon,
+            source={"script": "pwm_flow", "policy": cfg.variant, "run_dir": str(run_dir)},
+        )
+    except ValueError as err:
+        sys.exit(f"Invalid configuration: {err}")
 
     def checkpoint() -> Path:
+        if recorder is not None:
+            recorder.commit()  # the dataset and the run resume from the same frame
         state = run_state(
             cfg,
             modules,
@@ -292,6 +307,8 @@ def main(cfg: DictConfig) -> None:
         # The policy's own outputs (latent, action-distribution parameters) are recomputed by
         # every loss; storing them would take ~1 KB per transition (92 % of the buffer).
         replay_buffer.extend(data.exclude(*POLICY_OUTPUTS))
+        if recorder is not None:
+            recorder.extend(data)
         if finetune:
             reward_norm.update(data.get(("next", "reward")))
         if termination_balance is not None:
