@@ -2,6 +2,7 @@
 
     python examples/pwm_flow.py                                  # embedded default (CPU)
     python examples/pwm_flow.py experiment=flow_wm world_model.substeps=4 seed=1
+    python examples/pwm_flow.py experiment=shac env=cartpole   # SHAC: the simulator's gradients
 
 The loop only: collect -> extend the replay buffer -> actor, critic and world-model steps ->
 log -> evaluate -> checkpoint. Factories are in ``utils.py``; every option is in ``configs/``.
@@ -38,6 +39,7 @@ from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.recipes import PWMUpdater, find_latest_checkpoint, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import shac
 from config_check import check_overrides
 from reporting import plot_learning_curve
 from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
@@ -74,6 +76,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    if cfg.algo.name == "shac":  # experiment=shac: no world model, the simulator's gradients
+        return shac.train(cfg, run_dir)
     specs = model_specs(cfg)
     try:
         # Constructor checks on throw-away tiny models: bad values fail before the simulator

@@ -288,13 +288,18 @@ def make_collector(
 
 
 def make_optimizers(cfg: DictConfig, world_model, actor, critic, iterations: int):
-    """Adam optimisers of the reference with linear LR decay to ``final_lr`` over the run."""
+    """Adam optimisers of the reference with linear LR decay to ``final_lr`` over the run (no
+    world-model optimiser when ``world_model`` is None: SHAC)."""
     algo = cfg.algo
     optimizers = {
-        "world_model": torch.optim.Adam(world_model.parameters(), lr=algo.wm_lr),
         "actor": torch.optim.Adam(actor.parameters(), lr=algo.actor_lr, betas=(0.7, 0.95)),
         "critic": torch.optim.Adam(critic.parameters(), lr=algo.critic_lr, betas=(0.7, 0.95)),
     }
+    if world_model is not None:
+        optimizers = {
+            "world_model": torch.optim.Adam(world_model.parameters(), lr=algo.wm_lr),
+            **optimizers,
+        }
     schedulers = {}
     for name, optimizer in optimizers.items():
         ratio = algo.final_lr / optimizer.param_groups[0]["lr"]

@@ -18,6 +18,10 @@ CONFIG_DIR = ROOT / "configs"
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 BUNDLES = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+#: The bundles of PWM's loop; experiment=shac runs another loop, without a world model.
+PWM_BUNDLES = [name for name in BUNDLES if name != "shac"]
+#: Group options that build PWM's networks (the SHAC bundle is tested on its own).
+PWM_OPTIONS = [option for option in OPTIONS if option != ("experiment", "shac")]
 TINY_OBS, TINY_ACT = 5, 2
 
 
@@ -44,16 +48,18 @@ def flatten(tree, prefix=""):
 def bundles():
     return {
         name: flatten(OmegaConf.to_container(compose_config(f"experiment={name}"), resolve=True))
-        for name in BUNDLES
+        for name in PWM_BUNDLES
     }
 
 
 def test_groups_and_bundles_are_present():
     assert {"env", "world_model", "actor", "critic", "algo", "logger", "experiment"} <= set(GROUPS)
-    assert BUNDLES == ["baseline", "flow_policy", "flow_wm", "full_flow"]
+    assert BUNDLES == ["baseline", "flow_policy", "flow_wm", "full_flow", "shac"]
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+@pytest.mark.parametrize(
+    ("group", "option"), PWM_OPTIONS, ids=[f"{g}={o}" for g, o in PWM_OPTIONS]
+)
 def test_option_composes_and_builds_models(utils, group, option):
     torch.manual_seed(0)
     cfg = compose_config(f"{group}={option}", "world_model.preset=small")
@@ -80,6 +86,23 @@ def test_option_composes_and_builds_models(utils, group, option):
     assert critic(td)["state_value"].shape == (3, 1)
     next_latent = world_model.next(td["latent"], td["action"])
     assert next_latent.shape == td["latent"].shape and torch.isfinite(next_latent).all()
+
+
+def test_shac_bundle_has_no_world_model_and_builds_its_networks(load_script):
+    shac = load_script(ROOT / "examples/shac.py", "shac_loop")
+    cfg = compose_config("experiment=shac", "env=cartpole")
+    assert cfg.variant == "shac" and cfg.algo.name == "shac" and "world_model" not in cfg
+    assert (cfg.algo.horizon, cfg.algo.ret_rms, cfg.algo.target_critic) == (32, False, True)
+    assert cfg.critic.num_members == 1 and list(cfg.actor.hidden) == [64, 64]
+    specs = shac.model_specs(cfg)
+    assert "world_model" not in specs
+    actor = shac.build_actor(specs["actor"], TINY_OBS, TINY_ACT)
+    critic = shac.build_critic(specs["critic"], TINY_OBS)
+    td = actor(TensorDict({"observation": torch.randn(3, TINY_OBS)}, [3]))
+    assert td["action"].shape == (3, TINY_ACT)
+    assert critic(td)["state_value_members"].shape == (3, 1, 1)
+    # Every PWM bundle runs PWM's loop.
+    assert {compose_config(f"experiment={name}").algo.name for name in PWM_BUNDLES} == {"pwm"}
 
 
 def test_task_algo_settings_follow_the_env():

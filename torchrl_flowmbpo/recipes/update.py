@@ -141,14 +141,16 @@ class PWMUpdater:
         *,
         update_actor: bool = True,
         real_slices: TensorDictBase | None = None,
-    ) -> dict[str, float]:
+        return_trajectory: bool = False,
+    ) -> dict[str, float] | tuple[dict[str, float], TensorDictBase]:
         """One actor step from real start observations, then the critic steps on its rollout.
 
         With ``update_actor=False`` the actor only imagines (critic warm-up): the critic learns
         the value of the initial policy before the actor follows its gradients. With
         ``real_value_coef > 0``, every critic step adds that weight times the loss on a
         minibatch of ``real_slices`` (``[B, T]`` replay rows; the targets are fixed once per
-        call).
+        call). With ``return_trajectory`` it returns ``(metrics, trajectory)``: the actor's
+        detached rollout with its value targets (SHAC reads its episode statistics).
         """
         use_real = self.real_value_coef > 0
         if use_real and real_slices is None:
@@ -189,4 +191,6 @@ class PWMUpdater:
             ).mean()
         metrics["critic/value_mean"] = value_td["value_mean"]
         metrics["critic/value_target_mean"] = value_td["value_target_mean"]
+        if return_trajectory:
+            return _to_floats(metrics), trajectory
         return _to_floats(metrics)

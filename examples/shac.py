@@ -1,0 +1,185 @@
+"""SHAC through PWM's losses: the actor follows the exact gradient of the simulator's return.
+
+    python examples/pwm_flow.py experiment=shac                 # cartpole balance
+    python examples/pwm_flow.py experiment=shac env=cartpole    # swing-up
+
+``examples/pwm_flow.py`` runs this loop when ``algo.name`` is ``shac``. SHAC (Xu et al., ICLR
+2022) is PWM without a world model: each iteration rolls the actor out for H steps in the task's
+differentiable simulator from where the previous iteration stopped (the rollout is the data),
+takes one actor step on the exact gradient of the bootstrapped return
+(:class:`~torchrl_flowmbpo.objectives.SHACActorLoss`), then the critic steps of PWM on that
+rollout (:class:`~torchrl_flowmbpo.objectives.PWMValueLoss`, TD(λ) cut at episode ends) with
+the same updater. Evaluation runs the ordinary (MuJoCo) task. A rerun in the same run directory
+resumes from the latest checkpoint (the episodes restart from a reset).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from torchrl_flowmbpo.envs.locomotion import task_kwargs
+from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss
+from torchrl_flowmbpo.recipes import (
+    PWMUpdater,
+    build_actor,
+    build_critic,
+    find_latest_checkpoint,
+    save_checkpoint,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reporting import plot_learning_curve
+from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
+from utils import RunClock, make_logger, make_optimizers, make_task_env
+
+#: What the actor and the critic read: SHAC has no latent.
+STATE_KEY = "observation"
+
+
+def model_specs(cfg: DictConfig) -> dict[str, dict]:
+    """The constructor specs stored in checkpoints (no world model)."""
+    return {
+        "actor": {**OmegaConf.to_container(cfg.actor, resolve=True), "latent_key": STATE_KEY},
+        "critic": {**OmegaConf.to_container(cfg.critic, resolve=True), "latent_key": STATE_KEY},
+        "env": {
+            "name": cfg.env.name,
+            "kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+        },
+    }
+
+
+def make_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWMValueLoss]:
+    """SHAC's actor loss through ``env`` and PWM's value loss, keyed on observations."""
+    algo = cfg.algo
+    value_loss = PWMValueLoss(
+        critic,
+        gamma=algo.gamma,
+        lmbda=algo.lmbda,
+        critic_target=algo.critic_target,
+        target_critic=algo.target_critic,
+        functional=algo.target_critic,
+    )
+    value_loss.set_keys(latent=STATE_KEY)
+    actor_loss = SHACActorLoss(
+        actor,
+        critic,
+        env,
+        horizon=algo.horizon,
+        gamma=algo.gamma,
+        ret_rms=algo.ret_rms,
+        bootstrap_params=value_loss.target_critic_network_params if algo.target_critic else None,
+        entropy_coef=algo.entropy_coef,
+    )
+    return actor_loss, value_loss
+
+
+def train(cfg: DictConfig, run_dir: Path) -> None:
+    """The SHAC loop: rollout with gradients -> actor step -> critic steps -> log -> evaluate."""
+    if "differentiable" not in task_kwargs(cfg.env.name):
+        sys.exit(
+            f"Invalid configuration: SHAC needs a differentiable simulator; task "
+            f"{cfg.env.name!r} has none (tasks with one: cartpole)."
+        )
+    specs = model_specs(cfg)
+    algo = cfg.algo
+    frames_per_iteration = cfg.env.num_envs * algo.horizon
+    iterations = cfg.collector.total_frames // frames_per_iteration
+    if iterations < 1:
+        sys.exit(
+            f"Invalid configuration: collector.total_frames={cfg.collector.total_frames} is less "
+            f"than one SHAC iteration (env.num_envs x algo.horizon = {frames_per_iteration})."
+        )
+    train_spec = {**specs["env"], "kwargs": {**specs["env"]["kwargs"], "differentiable": True}}
+    env = make_task_env(train_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
+    obs_dim = env.observation_spec[STATE_KEY].shape[-1]
+    action_dim = env.action_spec.shape[-1]
+    actor = build_actor(specs["actor"], obs_dim, action_dim).to(cfg.device)
+    critic = build_critic(specs["critic"], obs_dim).to(cfg.device)
+    actor_loss, value_loss = make_losses(cfg, actor, critic, env)
+    optimizers, schedulers = make_optimizers(cfg, None, actor, critic, iterations)
+    updater = PWMUpdater(
+        None,
+        actor_loss,
+        value_loss,
+        optimizers,
+        {"actor": algo.actor_grad_clip, "critic": algo.critic_grad_clip},
+        critic_iterations=algo.critic_iterations,
+        critic_minibatches=algo.critic_minibatches,
+        target_tau=algo.target_tau,
+    )
+    modules = {"actor": actor, "critic": critic, "actor_loss": actor_loss}
+    if value_loss.functional:  # holds the target critic's parameters
+        modules["value_loss"] = value_loss
+    counters = {"iteration": 0, "frames": 0, "elapsed_s": 0.0}
+    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
+    checkpoint_dir = run_dir / "checkpoints"
+    latest = find_latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        state = restore(latest, modules, optimizers, schedulers, config=cfg)
+        counters.update(state["counters"])
+        history = state["history"]
+        env.set_seed(cfg.seed + counters["iteration"])
+        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+
+    def checkpoint() -> Path:
+        state = run_state(
+            cfg,
+            modules,
+            optimizers,
+            counters=counters,
+            history=history,
+            specs=specs,
+            schedulers=schedulers,
+        )
+        return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
+
+    evaluate = Evaluator(
+        lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
+        cfg,
+        actor,
+    )
+    logger = make_logger(cfg, str(run_dir))
+    clock = RunClock(counters)
+    eval_stats: dict[str, float] = {}
+    start = env.reset()
+    progress = tqdm(total=iterations * frames_per_iteration, initial=counters["frames"])
+    for _ in range(counters["iteration"], iterations):
+        metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
+        start = actor_loss.next_start
+        for scheduler in schedulers.values():
+            scheduler.step()
+        counters["iteration"] += 1
+        counters["frames"] += frames_per_iteration
+        progress.update(frames_per_iteration)
+        episodes = episode_metrics(trajectory)
+        metrics.update(episodes)
+        if episodes:
+            history["train/return"].append([counters["frames"], episodes["train/return"]])
+        metrics["time/elapsed_s"] = clock.tick()
+        metrics["loss/actor"] = metrics["actor/loss_actor"]
+        metrics["loss/value"] = metrics["critic/loss_value"]
+        metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
+        last = counters["iteration"] == iterations
+        if last or (cfg.eval.interval and counters["iteration"] % cfg.eval.interval == 0):
+            eval_stats = evaluate()
+            metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
+            metrics.update(eval_metrics(eval_stats))
+            history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+        if logger is not None:
+            for name, value in metrics.items():
+                logger.log_scalar(name, value, step=counters["frames"])
+        progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
+        if not last and counters["iteration"] % cfg.checkpoint.interval == 0:
+            clock.tick()
+            checkpoint()
+    progress.close()
+    if not eval_stats:  # a rerun of a finished run
+        eval_stats = evaluate()
+    clock.tick()
+    path = checkpoint()
+    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
+    print_summary(eval_stats, path, curve)
