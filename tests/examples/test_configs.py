@@ -57,9 +57,7 @@ def test_groups_and_bundles_are_present():
     assert BUNDLES == ["baseline", "flow_policy", "flow_wm", "full_flow", "shac"]
 
 
-@pytest.mark.parametrize(
-    ("group", "option"), PWM_OPTIONS, ids=[f"{g}={o}" for g, o in PWM_OPTIONS]
-)
+@pytest.mark.parametrize(("group", "option"), PWM_OPTIONS, ids=[f"{g}={o}" for g, o in PWM_OPTIONS])
 def test_option_composes_and_builds_models(utils, group, option):
     torch.manual_seed(0)
     cfg = compose_config(f"{group}={option}", "world_model.preset=small")
