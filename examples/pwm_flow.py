@@ -50,6 +50,7 @@ from utils import (
     drop_logged_after,
     load_pretrained,
     make_collector,
+    make_exact_gradient_check,
     make_logger,
     make_losses,
     make_models,
@@ -97,6 +98,10 @@ def main(cfg: DictConfig) -> None:
     except (ValueError, TypeError) as err:
         sys.exit(f"Invalid configuration: {err}")
     reward_norm = reward_norm.to(cfg.device)
+    try:
+        exact_gradient_check = make_exact_gradient_check(cfg, world_model, reward_norm)
+    except ValueError as err:
+        sys.exit(f"Invalid configuration: {err}")
     finetune = cfg.world_model.finetune  # False: the pretrained model and its reward units stay
     if pretrained is not None:
         world_model.load_state_dict(pretrained["modules"]["world_model"])
@@ -308,6 +313,8 @@ def main(cfg: DictConfig) -> None:
             }
             for name, result in checks.items():
                 diagnostics.update(scalar_metrics(result, METRIC_PREFIXES[name]))
+            if exact_gradient_check is not None:
+                diagnostics.update(exact_gradient_check(data))
         # The policy's own outputs (latent, action-distribution parameters) are recomputed by
         # every loss; storing them would take ~1 KB per transition (92 % of the buffer).
         replay_buffer.extend(data.exclude(*POLICY_OUTPUTS))

@@ -18,8 +18,16 @@ from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
 from torchrl.record.loggers import get_logger
 
 from torchrl_flowmbpo.data import DatasetError, DatasetRecorder
+from torchrl_flowmbpo.diagnostics import (
+    METRIC_PREFIXES,
+    action_gradient_accuracy,
+    make_exact_real_gradient,
+    make_real_return,
+    scalar_metrics,
+)
 from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
+from torchrl_flowmbpo.envs.locomotion import task_kwargs
 from torchrl_flowmbpo.modules import encoder_operator
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
 from torchrl_flowmbpo.recipes import (
@@ -404,6 +412,49 @@ def check_schedule(cfg: DictConfig) -> None:
             problems.append(f"diagnostics.{key}={value!r} must be an integer >= {least}")
     if problems:
         raise ValueError("; ".join(problems) + ".")
+
+
+def make_exact_gradient_check(cfg: DictConfig, world_model, reward_norm):
+    """``check(batch) -> metrics``: the world model's gradient of the H-step return w.r.t.
+    random action sequences U[-0.5, 0.5] against the exact one of the task's differentiable
+    simulator, from the first state of each env of a collected batch; None when
+    ``diagnostics.exact_gradient`` is off.
+
+    Raises:
+        ValueError: when it is on for a task without a differentiable simulator.
+    """
+    if not cfg.diagnostics.exact_gradient:
+        return None
+    if "differentiable" not in task_kwargs(cfg.env.name):
+        raise ValueError(
+            f"diagnostics.exact_gradient=true needs a differentiable simulator; task "
+            f"{cfg.env.name!r} has none (tasks with one: cartpole)."
+        )
+    kwargs = {**OmegaConf.to_container(cfg.env.kwargs, resolve=True), "differentiable": True}
+    env = make_env(
+        cfg.env.name, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed + 4000, **kwargs
+    )
+    exact = make_exact_real_gradient(env, gamma=cfg.algo.gamma)
+    real_return = make_real_return(env, gamma=cfg.algo.gamma)
+    generator = torch.Generator(device=cfg.device).manual_seed(cfg.seed + 4000)
+
+    def check(batch: TensorDict) -> dict[str, float]:
+        observations = batch.get("observation")[:, 0]
+        shape = (observations.shape[0], cfg.algo.horizon, env.action_spec.shape[-1])
+        actions = torch.rand(shape, generator=generator, device=cfg.device) - 0.5
+        result = action_gradient_accuracy(
+            world_model,
+            observations,
+            actions,
+            real_return,
+            gamma=cfg.algo.gamma,
+            reward_scale=float(reward_norm.scale),
+            reward_loc=float(reward_norm.loc),
+            real_gradient=exact,
+        )
+        return scalar_metrics(result, METRIC_PREFIXES["exact_action_gradient"])
+
+    return check
 
 
 def make_termination_balance(cfg: DictConfig, device: str) -> TerminationBalance | None:

@@ -23,6 +23,7 @@ METRIC_PREFIXES = {
     "exploitation_gap": "diagnostics/exploitation_",
     "horizon_return_gap": "diagnostics/horizon_",
     "action_gradient_accuracy": "diagnostics/gradient_",
+    "exact_action_gradient": "diagnostics/exact_gradient_",
     "actor_gradient_split": "diagnostics/actor_",
     "behaviour_probe": "diagnostics/probe_",
 }
