@@ -52,6 +52,8 @@ DIAGNOSTIC_METRICS = {
     "diagnostics/critic_corr": "critic corr",
     "diagnostics/critic_bias": "critic bias",
     "diagnostics/exploitation_gap_per_step": "exploitation gap / step",
+    "diagnostics/exact_gradient_grad_cos_mean": "grad cos vs exact",
+    "diagnostics/exact_gradient_grad_norm_ratio": "grad norm / exact",
 }
 # What --copy-data keeps besides the reported metric and its episode length (the forward
 # velocity tells walking from standing on the locomotion tasks).
