@@ -15,6 +15,7 @@ from torchrl_flowmbpo.envs.imagined import ImaginedLatentEnv
 from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel
 from torchrl_flowmbpo.objectives.common import check_finite, discount_weights
 from torchrl_flowmbpo.objectives.pathwise_actor_loss import PathwiseActorLoss, Rollout
+from torchrl_flowmbpo.objectives.pwm_value_loss import PWMValueLoss
 
 __all__ = ["PWMActorLoss"]
 
@@ -57,6 +58,15 @@ class PWMActorLoss(PathwiseActorLoss):
         bootstrap_extra_gamma: PWM's ``γ^{H+1}`` horizon bootstrap (parity only; default γ^H).
         bootstrap_params: parameters swapped into the critic for the horizon bootstrap, e.g. a
             target critic's; the critic's own parameters when ``None``.
+        value_loss: the :class:`~torchrl_flowmbpo.objectives.PWMValueLoss` that trains the
+            critic: the bootstrap then uses the parameters its targets use
+            (``value_loss.bootstrap_params``: the target critic's when it has one), read at every
+            call, so the loss can be built before TorchRL's ``SoftUpdate`` (no "No target
+            network updater" warning). Give it or ``bootstrap_params``, not both.
+
+    Raises:
+        ValueError: if ``value_loss`` and ``bootstrap_params`` are both given, or if
+            ``value_loss`` trains another critic than ``critic_network``.
         entropy_coef: weight of the entropy bonus (0: none, PWM). Needs an actor writing the
             pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
 
@@ -70,6 +80,17 @@ class PWMActorLoss(PathwiseActorLoss):
         >>> losses["loss_actor"].backward()
         >>> traj.shape
         torch.Size([6, 5])
+
+        With a target critic, hand the actor loss the value loss: it bootstraps from the target
+        critic, as the value targets do.
+
+        >>> from torchrl.objectives import SoftUpdate
+        >>> from torchrl_flowmbpo.objectives import PWMValueLoss
+        >>> value_loss = PWMValueLoss(critic, target_critic=True)
+        >>> loss = PWMActorLoss(actor, critic, wm, horizon=5, value_loss=value_loss)
+        >>> target_updater = SoftUpdate(value_loss, tau=0.005)
+        >>> loss.bootstrap_params is value_loss.target_critic_network_params
+        True
     """
 
     @dataclass
@@ -105,8 +126,19 @@ class PWMActorLoss(PathwiseActorLoss):
         use_continue: bool = True,
         bootstrap_extra_gamma: bool = False,
         bootstrap_params: TensorDictBase | None = None,
+        value_loss: PWMValueLoss | None = None,
         entropy_coef: float = 0.0,
     ) -> None:
+        if value_loss is not None and bootstrap_params is not None:
+            raise ValueError(
+                "Give PWMActorLoss value_loss= or bootstrap_params=, not both: with value_loss "
+                "the bootstrap uses value_loss.bootstrap_params."
+            )
+        if value_loss is not None and value_loss.critic_network is not critic_network:
+            raise ValueError(
+                "value_loss trains another critic than critic_network: the actor would "
+                "bootstrap from a critic the value loss does not fit."
+            )
         super().__init__(
             actor_network,
             critic_network,
@@ -117,6 +149,7 @@ class PWMActorLoss(PathwiseActorLoss):
             entropy_coef=entropy_coef,
         )
         self.__dict__["world_model"] = world_model
+        self.__dict__["value_loss"] = value_loss  # not a submodule: it owns the critic
         self.detach_continue = detach_continue
         self.use_continue = use_continue and world_model.has_termination
         self.bootstrap_extra_gamma = bootstrap_extra_gamma
@@ -135,6 +168,17 @@ class PWMActorLoss(PathwiseActorLoss):
         """Rebuilds the imagined env with the new keys (TD(λ) lives in the value loss)."""
         if "world_model" in self.__dict__:
             self._build_imagined_env()
+
+    @property
+    def bootstrap_params(self) -> TensorDictBase | None:
+        """The parameters of the horizon bootstrap: ``value_loss.bootstrap_params`` when a value
+        loss was given (read now, not at construction), else the ``bootstrap_params`` argument
+        (``None``: the critic's own)."""
+        value_loss = self.__dict__.get("value_loss")
+        if value_loss is not None:
+            return value_loss.bootstrap_params
+        # The base class stores the argument in the instance dict; this property shadows it.
+        return self.__dict__.get("bootstrap_params")
 
     @property
     def state_key(self) -> NestedKey:

@@ -54,6 +54,11 @@ class PWMUpdater:
             TD(λ) returns of the real (normalised) rewards and terminations, bootstrapped by
             the critic on encoded observations: the value of the data's policies, not of the
             current one.
+
+    Raises:
+        ValueError: if the value loss has a target critic and the actor loss does not bootstrap
+            from it (e.g. ``bootstrap_params`` forgotten: the actor would silently follow the
+            online critic while the critic's targets use the target critic).
     """
 
     def __init__(
@@ -78,6 +83,15 @@ class PWMUpdater:
         self.target_updater = (
             SoftUpdate(value_loss, tau=target_tau) if value_loss.target_critic else None
         )
+        # Read after SoftUpdate exists: TorchRL warns about target parameters read before.
+        if value_loss.target_critic and (
+            actor_loss.bootstrap_params is not value_loss.target_critic_network_params
+        ):
+            raise ValueError(
+                "The value loss has a target critic but the actor loss bootstraps from other "
+                "parameters: build it with value_loss=value_loss (or "
+                "bootstrap_params=value_loss.target_critic_network_params)."
+            )
         self.skipped_steps = {name: 0 for name in optimizers}
 
     def _step(self, name: str, loss: torch.Tensor) -> torch.Tensor:
