@@ -1,4 +1,5 @@
-"""Stateless flow-matching helpers: the linear probability path, flow-time sampling, integrators.
+"""Stateless flow-matching helpers: the linear probability path, flow-time sampling, integrators
+and the log-determinant of an integrated flow (a sample's density).
 
 Time convention, used by every function here: flow time ``tau`` runs over ``[0, 1]``;
 ``tau = 0`` is the **source** (the current latent, or noise) and ``tau = 1`` is the **target**
@@ -9,6 +10,7 @@ target is ``x1 - x0``, and :func:`integrate` starts at ``tau = 0`` and returns t
 
 from __future__ import annotations
 
+from torchrl_flowmbpo.flows.density import LOG_DET_METHODS, divergence, integrate_with_log_det
 from torchrl_flowmbpo.flows.integrators import (
     INTEGRATORS,
     VelocityField,
@@ -25,10 +27,13 @@ from torchrl_flowmbpo.flows.paths import (
 
 __all__ = [
     "INTEGRATORS",
+    "LOG_DET_METHODS",
     "TAU_SAMPLING_MODES",
     "VelocityField",
+    "divergence",
     "flow_matching_error",
     "integrate",
+    "integrate_with_log_det",
     "linear_path",
     "sample_tau",
     "target_velocity",

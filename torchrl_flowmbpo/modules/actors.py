@@ -2,8 +2,10 @@
 
 Both are :class:`~torchrl.modules.ProbabilisticActor` s that read ``"latent"`` and write an
 ``"action"`` in ``[-1, 1]``, with gradients reaching every actor parameter through a RANDOM sample
-(``rsample``). Neither defines a usable log-probability: PWM trains the actor with first-order
-(pathwise) gradients only, so ``return_log_prob`` stays ``False``.
+(``rsample``). PWM trains the actor with first-order (pathwise) gradients, so the actors do not
+write a log-probability by default. Both distributions have ``rsample_and_log_prob``: a fresh
+reparameterised action and its differentiable ``log π(a|z)``, which the actor loss's entropy
+bonus uses. ``FlowActor(return_log_prob=True)`` also writes ``"action_log_prob"``.
 
 **Exploration type.** Both default to ``InteractionType.RANDOM``: a plain call samples, as PWM's
 ``actor(z)`` does. Evaluation selects the deterministic action explicitly with
@@ -18,6 +20,7 @@ for the Gaussian actor and the ODE solved from ``a_0 = 0`` for the FlowActor. Ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -29,7 +32,11 @@ from torch import distributions as D
 from torchrl.data import TensorSpec
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
-from torchrl_flowmbpo.modules.models.policy_nets import FlowPolicyNet, GaussianPolicyNet
+from torchrl_flowmbpo.modules.models.policy_nets import (
+    FlowPolicyNet,
+    GaussianPolicyNet,
+    tanh_log_abs_det,
+)
 
 __all__ = [
     "FlowActionDistribution",
@@ -64,6 +71,33 @@ class TanhNormalActionDistribution(TanhNormal):
     @property
     def mean(self) -> torch.Tensor:
         return self.deterministic_sample
+
+    def rsample_and_log_prob(
+        self, sample_shape: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action ``a = tanh(μ + σ ε)`` and ``log π(a)`` summed over the action.
+
+        ``log π(a) = Σ_d [log N(ε_d) − log σ_d − log(1 − tanh²(u_d))]`` with ``u = μ + σ ε``,
+        computed from ``ε`` and ``u`` (stable where ``tanh(u)`` rounds to ±1, which makes
+        ``log_prob(a)`` ``nan``). Needs ``tanh_loc=False`` and bounds ``[-1, 1]``.
+
+        Examples:
+            >>> loc = torch.tensor([[0.0, 20.0]])
+            >>> dist = TanhNormalActionDistribution(loc, torch.ones_like(loc), safe_tanh=False)
+            >>> action, log_prob = dist.rsample_and_log_prob()
+            >>> action.shape, log_prob.shape, bool(log_prob.isfinite())
+            (torch.Size([1, 2]), torch.Size([1]), True)
+        """
+        loc, scale = self.loc, self.scale
+        shape = torch.Size(sample_shape) + loc.shape
+        noise = torch.randn(shape, dtype=loc.dtype, device=loc.device)
+        pre_tanh = loc + scale * noise
+        log_prob = _standard_normal_log_prob(noise) - scale.log() - tanh_log_abs_det(pre_tanh)
+        return torch.tanh(pre_tanh), log_prob.sum(-1)
+
+
+def _standard_normal_log_prob(noise: torch.Tensor) -> torch.Tensor:
+    return -0.5 * noise.pow(2) - 0.5 * math.log(2.0 * math.pi)
 
 
 class GaussianActor(ProbabilisticActor):
@@ -151,10 +185,23 @@ class FlowActionDistribution(D.Distribution):
     evaluation action, not the mean of the stochastic policy (it has no closed form). Defining
     ``mean`` keeps ``InteractionType.MEAN`` from averaging 1000 ODE solves.
 
+    **Density.** :meth:`rsample_and_log_prob` returns an action and its log-density
+    ``log π(a) = log N(a_0; 0, σ²) − log|det ∂a/∂a_0|`` (the solve's log-determinant and the tanh
+    term, :meth:`FlowPolicyNet.transport_with_log_det`), differentiable like the action.
+    :meth:`log_prob` gives the same for the distribution's **own last sample** (the very tensor
+    that :meth:`rsample`, :meth:`sample`, :meth:`rsample_and_log_prob` or
+    ``deterministic_sample`` returned last), which is what ``ProbabilisticActor(...,
+    return_log_prob=True)`` asks for; any other action raises ``NotImplementedError``: its density
+    needs the inverse of the discrete solve, which is not implemented.
+
     Args:
         cond: conditioning latent ``[*batch, L]``.
         scale: source-noise σ ``[*batch, A]``.
+
+    Keyword Args:
         policy: the :class:`FlowPolicyNet` whose velocity field is integrated.
+        eager_log_prob: compute the log-density with every sample (one pass, for
+            ``return_log_prob=True``) instead of on request (a second pass).
 
     Examples:
         >>> net = FlowPolicyNet(32, 4, hidden=(64, 64))
@@ -163,22 +210,57 @@ class FlowActionDistribution(D.Distribution):
         torch.Size([3, 5, 4])
         >>> torch.equal(dist.mean, dist.deterministic_sample)
         True
+        >>> action, log_prob = dist.rsample_and_log_prob()
+        >>> log_prob.shape, torch.equal(dist.log_prob(action), log_prob)
+        (torch.Size([5]), True)
     """
 
     arg_constraints: ClassVar[dict] = {}
     has_rsample = True
     support = D.constraints.interval(-1.0, 1.0)
 
-    def __init__(self, cond: torch.Tensor, scale: torch.Tensor, *, policy: FlowPolicyNet) -> None:
+    def __init__(
+        self,
+        cond: torch.Tensor,
+        scale: torch.Tensor,
+        *,
+        policy: FlowPolicyNet,
+        eager_log_prob: bool = False,
+    ) -> None:
         self.cond = cond
         self.scale = scale
         self.policy = policy
+        self.eager_log_prob = eager_log_prob
+        # (action, noise, log_prob or None) of the last sample, for log_prob(action).
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         super().__init__(scale.shape[:-1], scale.shape[-1:], validate_args=False)
 
+    def _transport(self, noise: torch.Tensor) -> torch.Tensor:
+        if self.eager_log_prob:
+            return self._transport_and_log_prob(noise)[0]
+        action = self.policy.transport(self.cond, self.scale * noise)
+        self._last = (action, noise, None)
+        return action
+
+    def _transport_and_log_prob(self, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        action, log_det = self.policy.transport_with_log_det(self.cond, self.scale * noise)
+        base = (_standard_normal_log_prob(noise) - self.scale.log()).sum(-1)
+        log_prob = base - log_det
+        self._last = (action, noise, log_prob)
+        return action, log_prob
+
     def rsample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
+        return self._transport(self._noise(sample_shape))
+
+    def rsample_and_log_prob(
+        self, sample_shape: Sequence[int] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action ``[*sample, *batch, A]`` and its log π ``[*sample, *batch]``."""
+        return self._transport_and_log_prob(self._noise(sample_shape))
+
+    def _noise(self, sample_shape: Sequence[int]) -> torch.Tensor:
         shape = self._extended_shape(torch.Size(sample_shape))
-        noise = torch.randn(shape, dtype=self.scale.dtype, device=self.scale.device)
-        return self.policy.transport(self.cond, self.scale * noise)
+        return torch.randn(shape, dtype=self.scale.dtype, device=self.scale.device)
 
     def sample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         with torch.no_grad():
@@ -186,7 +268,7 @@ class FlowActionDistribution(D.Distribution):
 
     @property
     def deterministic_sample(self) -> torch.Tensor:
-        return self.policy.transport(self.cond, torch.zeros_like(self.scale))
+        return self._transport(torch.zeros_like(self.scale))
 
     @property
     def mode(self) -> torch.Tensor:
@@ -197,11 +279,19 @@ class FlowActionDistribution(D.Distribution):
         return self.deterministic_sample
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(
-            "FlowActionDistribution has no log_prob: an exact density would need the divergence "
-            "of the velocity field integrated along the path, and PWM's pathwise (first-order) "
-            "gradient needs only differentiable samples (rsample). Keep return_log_prob=False."
-        )
+        """``log π(value)`` of the distribution's own last sample only (see the class docstring)."""
+        if self._last is None or value is not self._last[0]:
+            raise NotImplementedError(
+                "FlowActionDistribution.log_prob is the log-density of its own last sample only "
+                "(the tensor rsample, sample, rsample_and_log_prob or deterministic_sample "
+                "returned last): the density of any other action needs the inverse of the "
+                "discrete ODE solve, which is not implemented. Use rsample_and_log_prob()."
+            )
+        _, noise, log_prob = self._last
+        if log_prob is None:
+            log_prob = self._transport_and_log_prob(noise)[1]
+            self._last = (value, noise, log_prob)
+        return log_prob
 
 
 class FlowActor(ProbabilisticActor):
@@ -222,6 +312,13 @@ class FlowActor(ProbabilisticActor):
         integrator: one of :data:`~torchrl_flowmbpo.flows.INTEGRATORS`.
         substeps: number of integration steps ``K``.
         time_embed_freqs: sinusoidal flow-time frequencies fed to the velocity net.
+        log_det: how the density's log-determinant is computed, one of
+            :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the solve's full
+            Jacobian; ``"trace"``/``"hutchinson"``: the instantaneous change of variables).
+        velocity_init: ``"default"`` or ``"zero"`` (a zeroed last velocity layer: the untrained
+            action is ``tanh(σ ε)``, see :class:`FlowPolicyNet`).
+        return_log_prob: also write ``"action_log_prob"`` (the sampled action's ``log π``,
+            differentiable) at every call, at the cost of the log-determinant.
         init_log_std: initial ``log σ`` of the source noise.
         min_log_std: floor of ``log σ``, clamped in place before each use.
         detach_latent: stop the gradient into the latent.
@@ -236,10 +333,9 @@ class FlowActor(ProbabilisticActor):
         >>> td = actor(TensorDict({"latent": torch.randn(5, 32)}, batch_size=[5]))
         >>> td["action"].shape, bool(td["action"].abs().max() <= 1)
         (torch.Size([5, 4]), True)
-        >>> actor.get_dist(td).log_prob(td["action"])
-        Traceback (most recent call last):
-        ...
-        NotImplementedError: FlowActionDistribution has no log_prob: ...
+        >>> with_density = FlowActor(32, 4, hidden=(64, 64), return_log_prob=True)
+        >>> with_density(td)["action_log_prob"].shape
+        torch.Size([5])
     """
 
     def __init__(
@@ -251,6 +347,9 @@ class FlowActor(ProbabilisticActor):
         integrator: str = "heun",
         substeps: int = 2,
         time_embed_freqs: int = 0,
+        log_det: str = "exact",
+        velocity_init: str = "default",
+        return_log_prob: bool = False,
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         detach_latent: bool = True,
@@ -269,6 +368,8 @@ class FlowActor(ProbabilisticActor):
             min_log_std=min_log_std,
             time_embed_freqs=time_embed_freqs,
             detach_latent=detach_latent,
+            log_det=log_det,
+            velocity_init=velocity_init,
         )
         super().__init__(
             TensorDictModule(net, in_keys=[latent_key], out_keys=["cond", "scale"]),
@@ -277,9 +378,9 @@ class FlowActor(ProbabilisticActor):
             spec=spec,
             distribution_class=FlowActionDistribution,
             # A plain dict does not register the net: it is registered as the module above.
-            distribution_kwargs={"policy": net},
+            distribution_kwargs={"policy": net, "eager_log_prob": return_log_prob},
             default_interaction_type=default_interaction_type,
-            return_log_prob=False,
+            return_log_prob=return_log_prob,
         )
 
     @property

@@ -17,14 +17,37 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from torchrl_flowmbpo.flows import INTEGRATORS, integrate
+from torchrl_flowmbpo.flows import INTEGRATORS, LOG_DET_METHODS, integrate, integrate_with_log_det
 from torchrl_flowmbpo.modules.models.ensemble import Ensemble
 from torchrl_flowmbpo.modules.models.flow_world_model import time_features
 from torchrl_flowmbpo.modules.models.layers import act_norm_mlp
 
-__all__ = ["CriticEnsembleNet", "FlowPolicyNet", "GaussianPolicyNet"]
+__all__ = [
+    "VELOCITY_INITS",
+    "CriticEnsembleNet",
+    "FlowPolicyNet",
+    "GaussianPolicyNet",
+    "tanh_log_abs_det",
+]
+
+#: Initialisations of the FlowActor's velocity net: PyTorch's default, or a zeroed last layer.
+VELOCITY_INITS: tuple[str, ...] = ("default", "zero")
+
+
+def tanh_log_abs_det(pre_tanh: torch.Tensor) -> torch.Tensor:
+    """``log(1 − tanh²(u))`` elementwise, as ``2 (log 2 − u − softplus(−2u))``.
+
+    Stable for large ``|u|``, where ``1 − tanh²(u)`` rounds to 0 in float32; its gradient there
+    stays about ``−2 sign(u)``.
+
+    Examples:
+        >>> tanh_log_abs_det(torch.tensor([0.0, 20.0]))
+        tensor([  0.0000, -38.6137])
+    """
+    return 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
 
 
 class _FlooredLogStdPolicy(nn.Module):
@@ -114,6 +137,10 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
     the same in-place floor as the Gaussian actor. That floor bounds the source noise only: the
     ODE can still contract it, so log the empirical action std as well.
 
+    :meth:`transport_with_log_det` also returns ``log|det ∂a/∂a_0|`` of the very solve that gives
+    the action (``log_det`` picks how, see :mod:`torchrl_flowmbpo.flows.density`), plus the tanh
+    term: with it the action's log-density is ``log N(a_0; 0, σ²) − log_det``.
+
     Args:
         latent_dim: latent width ``L``.
         action_dim: action width ``A``.
@@ -126,6 +153,12 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         min_log_std: floor of ``log σ``, enforced in place before each use.
         time_embed_freqs: sinusoidal flow-time frequencies in ``φ`` (0: the raw ``tau`` only).
         detach_latent: stop the gradient into the latent (done in :meth:`forward`).
+        log_det: how :meth:`transport_with_log_det` gets the solve's log-determinant, one of
+            :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the discrete solve's
+            full Jacobian, so density and action agree for every integrator and step count).
+        velocity_init: one of :data:`VELOCITY_INITS`. ``"zero"`` zeroes the velocity net's last
+            layer, so the untrained velocity is 0 and the action is ``tanh(σ ε)``, as the Gaussian
+            actor's with ``μ = 0``; its first gradient step then moves that layer only.
 
     Examples:
         >>> net = FlowPolicyNet(32, 4, hidden=(64, 64))
@@ -149,7 +182,15 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         min_log_std: float = -1.427,
         time_embed_freqs: int = 0,
         detach_latent: bool = True,
+        log_det: str = "exact",
+        velocity_init: str = "default",
     ) -> None:
+        if log_det not in LOG_DET_METHODS:
+            raise ValueError(f"Unknown log_det {log_det!r}; expected one of {LOG_DET_METHODS}.")
+        if velocity_init not in VELOCITY_INITS:
+            raise ValueError(
+                f"Unknown velocity_init {velocity_init!r}; expected one of {VELOCITY_INITS}."
+            )
         if integrator not in INTEGRATORS:
             raise ValueError(f"Unknown integrator {integrator!r}; expected one of {INTEGRATORS}.")
         # bool is an int subclass, but True/False as a step count is always a bug.
@@ -163,8 +204,12 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         self.integrator = integrator
         self.substeps = substeps
         self.time_embed_freqs = time_embed_freqs
+        self.log_det = log_det
         time_dim = 1 + 2 * time_embed_freqs
         self.velocity_net = act_norm_mlp(latent_dim + action_dim + time_dim, hidden, action_dim)
+        if velocity_init == "zero":
+            nn.init.zeros_(self.velocity_net[-1].weight)
+            nn.init.zeros_(self.velocity_net[-1].bias)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(cond, scale)``: the (detached) conditioning latent and σ as ``[..., A]``."""
@@ -190,6 +235,36 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
             method=self.integrator,
         )
         return torch.tanh(a1)
+
+    def transport_with_log_det(
+        self, cond: torch.Tensor, a0: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`transport` and ``log|det ∂a/∂a_0|`` of the same solve, tanh included.
+
+        The pre-tanh ``a_1`` is integrated as :meth:`transport` does (equal up to float
+        rounding); the log-determinant is ``self.log_det``'s one of that solve plus
+        ``Σ_d log(1 − tanh²(a_1,d))``. Differentiable w.r.t. ``a0``, ``cond`` and ψ when
+        gradients are enabled.
+
+        Args:
+            cond: conditioning latent ``[..., L]`` (broadcasts over ``a0``'s leading dims).
+            a0: the source sample ``[..., A]``.
+
+        Keyword Args:
+            generator: random source of the Hutchinson probes (``log_det="hutchinson"`` only).
+
+        Returns:
+            ``(action [..., A], log_det [...])``.
+        """
+        a1, log_det = integrate_with_log_det(
+            lambda a, tau: self.velocity(cond, a, tau),
+            a0,
+            num_steps=self.substeps,
+            method=self.integrator,
+            log_det=self.log_det,
+            generator=generator,
+        )
+        return torch.tanh(a1), log_det + tanh_log_abs_det(a1).sum(-1)
 
     def sample(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The stochastic action ``tanh(Φ_ψ(σ ⊙ noise; cond))`` for ``noise ~ N(0, I)``."""
