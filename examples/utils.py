@@ -379,11 +379,6 @@ def check_schedule(cfg: DictConfig) -> None:
         problems.append(f"algo.actor_bc_steps={algo.actor_bc_steps} must be >= 0")
     if algo.actor_batch is not None and algo.actor_batch < 1:
         problems.append(f"algo.actor_batch={algo.actor_batch} must be >= 1 (null: env.num_envs)")
-    if algo.entropy_coef > 0 and cfg.actor.type != "gaussian":
-        problems.append(
-            f"algo.entropy_coef={algo.entropy_coef} needs actor=gaussian (actor={cfg.actor.type} "
-            "has no density): set algo.entropy_coef=0, as the flow_policy and full_flow bundles do"
-        )
     if not algo.real_value_coef >= 0:
         problems.append(f"algo.real_value_coef={algo.real_value_coef} must be >= 0 (0: off)")
     weight = algo.term_pos_weight

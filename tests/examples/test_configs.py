@@ -160,22 +160,15 @@ def test_bundles_differ_only_in_intended_keys(bundles, name):
     allowed_roots = {"flow_wm": ("world_model",), "flow_policy": ("actor",)}.get(
         name, ("world_model", "actor")
     )
-    # The FlowActor has no density, so its bundles switch the tanh-Gaussian entropy bonus off.
-    flow_actor_keys = {"algo.entropy_coef"} if "actor" in allowed_roots else set()
-    if flow_actor_keys:
-        assert other["algo.entropy_coef"] == 0.0 < base["algo.entropy_coef"]
-    unexpected = {
-        k
-        for k in changed - flow_actor_keys
-        if k != "variant" and k.split(".")[0] not in allowed_roots
-    }
+    # Nothing outside the swapped components differs: the FlowActor has a density, so its
+    # bundles keep the baseline's entropy bonus (and every other algo key).
+    assert other["algo.entropy_coef"] == base["algo.entropy_coef"] > 0
+    unexpected = {k for k in changed if k != "variant" and k.split(".")[0] not in allowed_roots}
     assert not unexpected, {k: (base.get(k), other.get(k)) for k in unexpected}
     # Keys the two world models / actors share keep the baseline's value (preset, reward head,
     # termination head, hidden widths, log-std init and floor...): only the type and the keys
     # that exist for one kind only may differ.
-    shared_changes = {
-        k for k in (changed - flow_actor_keys) & base.keys() & other.keys() if k != "variant"
-    }
+    shared_changes = {k for k in changed & base.keys() & other.keys() if k != "variant"}
     assert shared_changes <= {"world_model.type", "actor.type"}, {
         k: (base[k], other[k]) for k in shared_changes
     }

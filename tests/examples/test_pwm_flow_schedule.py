@@ -62,7 +62,6 @@ def test_real_value_loss_is_logged(schedule_run, read_scalars):
         ("algo.entropy_coef=-0.5", "entropy_coef must be >= 0, got -0.5"),
         ("algo.actor_batch=-2", "algo.actor_batch=-2 must be >= 1"),
         ("algo.real_value_coef=-0.5", "algo.real_value_coef=-0.5 must be >= 0"),
-        ("actor=flow", "algo.entropy_coef=0.1 needs actor=gaussian (actor=flow has no density)"),
         (
             "algo.term_pos_weight=-1",
             "algo.term_pos_weight=-1 must be a positive number or 'balanced'",

@@ -8,17 +8,21 @@ and the logged statistics. A subclass only says how it rolls the actor out and s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+)
 from tensordict.utils import NestedKey
+from torch import distributions as D
 from torchrl.objectives import LossModule
 
+from torchrl_flowmbpo.modules.actors import TanhNormalActionDistribution
 from torchrl_flowmbpo.objectives.common import module_device
 from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
 
@@ -40,12 +44,13 @@ class PathwiseActorLoss(LossModule):
 
     Subclasses implement :meth:`_rollout`. The loss is ``mean(−J)`` divided by ``sqrt(var +
     1e-5)`` of a running estimate of ``−J`` (``ret_rms``) or by ``H`` without it. With
-    ``entropy_coef > 0`` (tanh-Gaussian actors), a second term ``loss_entropy = −entropy_coef ·
-    mean_{b,t} Ĥ(π(·|s_t))`` rewards the entropy of the squashed action distribution, estimated
-    with one fresh reparameterised sample ``u`` per state: ``Ĥ = Σ_d [log σ_d + ½ log(2πe) +
-    log(1 − tanh²(u_d))]``. Its ``log(1 − tanh²)`` part keeps a gradient of about 2 per unit of
-    pre-tanh mean when the actions saturate, where the return's gradient is exactly zero in
-    float32 (an actor there never recovers).
+    ``entropy_coef > 0``, a second term ``loss_entropy = −entropy_coef · mean_{b,t} Ĥ(π(·|s_t))``
+    rewards the entropy of the squashed action distribution, estimated with one fresh
+    reparameterised action ``a`` per state: ``Ĥ = −log π(a|s_t)``, the same for both actors (for
+    the tanh-Gaussian ``Σ_d [log σ_d + ½ log 2π + ½ ε_d² + log(1 − tanh²(u_d))]``; for the
+    FlowActor the solve's log-determinant replaces ``log σ``). Its ``log(1 − tanh²)`` part keeps a
+    gradient of about 2 per unit of pre-tanh action when the actions saturate, where the return's
+    gradient is exactly zero in float32 (an actor there never recovers).
 
     ``forward`` returns ``(losses, trajectory)``: the detached rollout ``[B, H]``, ready for
     :class:`~torchrl_flowmbpo.objectives.PWMValueLoss`.
@@ -61,8 +66,11 @@ class PathwiseActorLoss(LossModule):
         ret_rms: normalise the loss by a running std of the per-start loss (PWM).
         bootstrap_params: parameters swapped into the critic for the bootstrap values, e.g. a
             target critic's; the critic's own parameters when ``None``.
-        entropy_coef: weight of the entropy bonus (0: none). Needs an actor writing the
-            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
+        entropy_coef: weight of the entropy bonus (0: none). Needs an actor whose distribution
+            has ``rsample_and_log_prob`` (or ``rsample`` and ``log_prob``) and whose parameters
+            the rollout keeps (:class:`~torchrl_flowmbpo.modules.GaussianActor`,
+            :class:`~torchrl_flowmbpo.modules.FlowActor`), or a module writing the pre-tanh
+            ``"loc"`` and ``"scale"`` (then a tanh-Gaussian).
     """
 
     @dataclass
@@ -75,8 +83,10 @@ class PathwiseActorLoss(LossModule):
             continue_prob: written continue probability, under ``"next"``.
                 Defaults to ``"continue"``.
             survival: written survival weight Γ_t. Defaults to ``"survival"``.
-            loc: the actor's pre-tanh mean (entropy bonus only). Defaults to ``"loc"``.
-            scale: the actor's pre-tanh std (entropy bonus only). Defaults to ``"scale"``.
+            loc: pre-tanh mean of a non-probabilistic actor (entropy bonus only).
+                Defaults to ``"loc"``.
+            scale: pre-tanh std of a non-probabilistic actor (entropy bonus only).
+                Defaults to ``"scale"``.
         """
 
         value: NestedKey = "state_value"
@@ -174,21 +184,46 @@ class PathwiseActorLoss(LossModule):
         return losses, traj.detach()
 
     def _entropy(self, traj: TensorDictBase) -> torch.Tensor:
-        """Mean one-sample estimate of the tanh-Gaussian entropy over the rollout's states."""
-        keys = self.tensor_keys
-        missing = [key for key in (keys.loc, keys.scale) if key not in traj.keys(True)]
+        """Mean one-sample estimate of the squashed action's entropy over the rollout's states.
+
+        ``Ĥ = −log π(a|s)`` at one fresh reparameterised action per state, from the actor's
+        distribution rebuilt from the parameters the rollout stored (the actor's networks are
+        not run again): the same quantity for a tanh-Gaussian and a FlowActor.
+        """
+        dist = self._action_distribution(traj)
+        if hasattr(dist, "rsample_and_log_prob"):
+            _, log_prob = dist.rsample_and_log_prob()
+        else:
+            log_prob = dist.log_prob(dist.rsample())
+        return -log_prob.mean()
+
+    def _action_distribution(self, traj: TensorDictBase) -> D.Distribution:
+        """The actor's action distribution at the rollout's states, from its stored parameters.
+
+        A probabilistic actor's own distribution module (its ``in_keys``: ``"loc"``/``"scale"``
+        for the Gaussian actor, ``"cond"``/``"scale"`` for the FlowActor); for a plain module
+        writing ``"loc"`` and ``"scale"``, a tanh-Gaussian.
+        """
+        dist_module = None
+        if isinstance(self.actor_network, ProbabilisticTensorDictSequential):
+            modules = self.actor_network.modules()
+            dist_module = next(m for m in modules if isinstance(m, ProbabilisticTensorDictModule))
+            needed = list(dist_module.in_keys)
+        else:
+            needed = [self.tensor_keys.loc, self.tensor_keys.scale]
+        missing = [key for key in needed if key not in traj.keys(True)]
         if missing:
             raise KeyError(
-                f"entropy_coef={self.entropy_coef} needs the actor's pre-tanh {missing} in the "
-                "rollout (a GaussianActor writes them; a FlowActor has no density): set "
-                "entropy_coef=0 or use a tanh-Gaussian actor."
+                f"entropy_coef={self.entropy_coef} needs the action distribution's parameters "
+                f"{missing} in the rollout: use a probabilistic actor (GaussianActor, FlowActor) "
+                "or a module writing the pre-tanh 'loc' and 'scale', or set entropy_coef=0."
             )
-        loc, scale = traj.get(keys.loc), traj.get(keys.scale)
-        pre_tanh = loc + scale * torch.randn_like(loc)
-        # log(1 − tanh²(u)) = 2 (log 2 − u − softplus(−2u)), stable for large |u|.
-        log_det = 2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))
-        gaussian = scale.log() + 0.5 * math.log(2.0 * math.pi * math.e)
-        return (gaussian + log_det).sum(-1).mean()
+        if dist_module is not None:
+            return dist_module.get_dist(traj)
+        loc, scale = traj.get(self.tensor_keys.loc), traj.get(self.tensor_keys.scale)
+        return TanhNormalActionDistribution(
+            loc, scale, low=-1.0, high=1.0, tanh_loc=False, safe_tanh=False
+        )
 
     def _bootstrap_value(self, states: torch.Tensor) -> torch.Tensor:
         """``min_k V_k(s)`` with the (held-out) critic or the bootstrap parameters."""
