@@ -147,3 +147,25 @@ def test_reset_cuts_the_gradient_and_the_rest_keeps_it(env: CartPoleEnv) -> None
 def test_exact_gradient_needs_a_differentiable_env(cartpole_env: CartPoleEnv) -> None:
     with pytest.raises(TypeError, match="differentiable=True"):
         make_exact_real_gradient(cartpole_env, gamma=0.99)
+
+
+def test_a_diverged_world_terminates_with_its_last_finite_state(
+    env: CartPoleEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = env.sim.step
+
+    def diverging_step(q, qd, f):  # world 1 blows up in this step
+        q, qd = step(q, qd, f)
+        blown = torch.zeros_like(qd, dtype=torch.bool)
+        blown[1] = True
+        return q, torch.where(blown, torch.full_like(qd, float("nan")), qd)
+
+    monkeypatch.setattr(env.sim, "step", diverging_step)
+    td = env.reset()
+    action = torch.full((N, 1), 0.5, requires_grad=True)
+    out = env.step(td.set("action", action))["next"]
+    assert out["terminated"].squeeze(-1).tolist() == [False, True, False, False]
+    assert torch.isfinite(out["observation"]).all()
+    torch.testing.assert_close(out["joint_qd"][1], td["joint_qd"][1])
+    (grad,) = torch.autograd.grad(out["observation"].sum(), action)
+    assert grad[1] == 0 and (grad[[0, 2, 3]].abs() > 0).all()

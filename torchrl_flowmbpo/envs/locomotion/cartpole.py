@@ -281,7 +281,9 @@ class CartPoleEnv(EnvBase):
         self._obs.copy_(obs)
         return step_output(obs, reward, invalid, truncated, self)
 
-    def _differentiable_step(self, tensordict: TensorDictBase, action: torch.Tensor):
+    def _differentiable_step(
+        self, tensordict: TensorDictBase, action: torch.Tensor
+    ) -> TensorDictBase:
         """One step from the TensorDict's state, differentiable w.r.t. it and the action."""
         q_in = tensordict.get("joint_q", self.sim.joint_q)
         qd_in = tensordict.get("joint_qd", self.sim.joint_qd)
