@@ -9,13 +9,23 @@ the return and of the episode length are printed as a Markdown table.
 Usage:
     python benchmarks/task_references.py                       # ant, 64 worlds, seed 3
     python benchmarks/task_references.py --tasks ant anymal humanoid --num-envs 16
+    python benchmarks/task_references.py --tasks cartpole --kwargs '{"start_angle": 0.0}' \
+        --csv docs/data/task_references.csv                    # balance; rows appended to a CSV
+
+``--csv`` appends one row per task and behaviour (``task``, ``kwargs`` as JSON, ``behaviour``,
+``return_mean``, ``return_std``, ``length_mean``, ``episodes``, ``seed``): the training scripts
+draw the reference lines of a learning curve from ``docs/data/task_references.csv`` for the run
+whose task name and keyword arguments match a row's exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from tensordict import TensorDictBase
@@ -25,6 +35,17 @@ from torchrl_flowmbpo.envs import TASKS, make_env
 from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 
 BEHAVIOURS = ("zero", "random")
+#: Columns of the ``--csv`` file, in order.
+CSV_COLUMNS = (
+    "task",
+    "kwargs",
+    "behaviour",
+    "return_mean",
+    "return_std",
+    "length_mean",
+    "episodes",
+    "seed",
+)
 
 
 def first_episodes(
@@ -69,12 +90,23 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
     parser.add_argument(
         "--episode-length", type=int, help="task episode_length (default: the task's)"
     )
+    parser.add_argument(
+        "--kwargs", default="{}", help="task keyword arguments as JSON, e.g. '{\"start_angle\": 0}'"
+    )
+    parser.add_argument("--csv", type=Path, help="also append the rows to this CSV")
     args = parser.parse_args(argv)
     if args.num_envs < 1:
         parser.error(f"--num-envs {args.num_envs}: must be >= 1")
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as err:
+        parser.error(f"--kwargs {args.kwargs!r}: not JSON ({err})")
+    if not isinstance(kwargs, dict):
+        parser.error(f"--kwargs {args.kwargs!r}: must be a JSON object")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)  # the random behaviour draws from torch's global generator
-    kwargs = {} if args.episode_length is None else {"episode_length": args.episode_length}
+    if args.episode_length is not None:
+        kwargs["episode_length"] = args.episode_length
     rows = []
     print("| task | behaviour | return (mean ± std) | episode length |\n|---|---|---|---|")
     for task in args.tasks:
@@ -88,7 +120,29 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
                 f"| {task} | {behaviour} | {row[2]:,.0f} ± {row[3]:,.0f} | {lengths.mean():.0f} |"
             )
             sys.stdout.flush()
+    if args.csv is not None:
+        write_csv(args.csv, rows, kwargs, num_envs=args.num_envs, seed=args.seed)
     return rows
+
+
+def write_csv(
+    path: Path,
+    rows: list[tuple[str, str, float, float, float]],
+    kwargs: dict,
+    *,
+    num_envs: int,
+    seed: int,
+) -> None:
+    """Appends ``rows`` to ``path`` (header first when the file is new)."""
+    new = not path.is_file() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(CSV_COLUMNS)
+        for task, behaviour, mean, std, length in rows:
+            row = (task, json.dumps(kwargs, sort_keys=True), behaviour)
+            writer.writerow((*row, f"{mean:.2f}", f"{std:.2f}", f"{length:.1f}", num_envs, seed))
 
 
 if __name__ == "__main__":

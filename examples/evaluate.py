@@ -13,18 +13,23 @@ The summary goes to stdout; the row goes to ``--csv`` (default: ``<run dir>/eval
 with a header when the file is new. A missing or unreadable checkpoint, or a CSV of other columns
 (checked before any episode runs), exits with status 2 and a one-line message naming the path.
 The locomotion tasks also get ``forward_velocity``, the mean forward torso velocity v_x (m/s) over
-every step of the evaluated episodes; it is empty for the cartpole.
+every step of the evaluated episodes, and the ``stands_still`` / ``falls`` flags; all three are
+empty for the cartpole. ``task`` is the task as configured (``cartpole_balance`` for the cartpole
+started upright). The printed line gives the mean return with its standard error and the episode
+count; a progress bar on stderr counts the episodes.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+from tqdm import tqdm
 
 from torchrl_flowmbpo.recipes import (
     CheckpointError,
@@ -37,6 +42,13 @@ from torchrl_flowmbpo.recipes import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_support import (
+    format_return,
+    init_warp_quietly,
+    interrupted,
+    plain_torchrl_console,
+    task_label,
+)
 from utils import make_policy, make_task_env
 
 #: Columns of the evaluation CSV, in order.
@@ -134,8 +146,10 @@ def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -
     specs = state["specs"]
     wm_spec = specs["world_model"]
     is_flow_wm = wm_spec["type"] == "flow"
+    # Walking-task labels: empty for a task without a forward velocity (the cartpole).
+    walking = "forward_velocity" in stats
     return {
-        "task": specs["env"]["name"],
+        "task": task_label(specs["env"]["name"], specs["env"].get("kwargs")),
         "variant": state["variant"],
         "seed": state["seed"],
         "actor_type": specs["actor"]["type"],
@@ -151,8 +165,8 @@ def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -
         # Locomotion tasks only (m/s); empty for a task without one (the cartpole).
         "forward_velocity": stats.get("forward_velocity", ""),
         "time_limit_fraction": stats["time_limit_fraction"],
-        "stands_still": int(stats["stands_still"]),
-        "falls": int(stats["falls"]),
+        "stands_still": int(stats["stands_still"]) if walking else "",
+        "falls": int(stats["falls"]) if walking else "",
         "checkpoint": str(checkpoint),
         "iteration": state["counters"]["iteration"],
         "frames": state["counters"]["frames"],
@@ -194,9 +208,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    plain_torchrl_console()
     try:
         path, run_dir = resolve_checkpoint(args.checkpoint)
-        state = load_checkpoint(path, required=REQUIRED)
     except CheckpointError as err:
         fail(str(err))
     csv_path = args.csv if args.csv is not None else run_dir / "evaluation.csv"
@@ -204,6 +218,16 @@ def main(argv: list[str] | None = None) -> None:
         check_csv(csv_path)  # before the episodes, which take minutes on the locomotion tasks
     except ValueError as err:
         fail(str(err))
+    print(f"Loading {path} ({path.stat().st_size / 2**20:.1f} MB) ...", file=sys.stderr)
+    try:
+        state = load_checkpoint(path, required=REQUIRED)
+    except CheckpointError as err:
+        fail(str(err))
+    print(
+        "Building the task (the first run on this machine compiles Warp kernels, ~1 min) ...",
+        file=sys.stderr,
+    )
+    init_warp_quietly(args.device)
     seed = state["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
     torch.manual_seed(seed)
     try:
@@ -216,16 +240,19 @@ def main(argv: list[str] | None = None) -> None:
         policy = load_policy(state, env, args.device)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         fail(f"Checkpoint {path} cannot be rebuilt: {type(err).__name__}: {err}")
-    stats = evaluate_policy(
-        env,
-        policy,
-        episodes=args.episodes,
-        max_steps_per_episode=env.base_env.episode_length,
-        forward_velocity_index=find_forward_velocity_index(env),
-    )
+    num_envs = env.batch_size.numel()
+    with tqdm(total=math.ceil(args.episodes / num_envs) * num_envs, unit="episodes") as bar:
+        stats = evaluate_policy(
+            env,
+            policy,
+            episodes=args.episodes,
+            max_steps_per_episode=env.base_env.episode_length,
+            forward_velocity_index=find_forward_velocity_index(env),
+            on_episode=bar.update,
+        )
     row = make_row(state, stats, path)
     append_row(csv_path, row)
-    flags = [name for name in ("stands_still", "falls") if row[name]]
+    flags = [name for name in ("stands_still", "falls") if row[name] not in ("", 0)]
     wm = row["world_model_type"]
     if row["integrator"]:
         wm += f" ({row['integrator']}, K={row['substeps']})"
@@ -234,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"Evaluation of {row['variant']} on {row['task']} (seed {row['seed']}, iteration "
         f"{row['iteration']}, {row['frames']} frames; actor {row['actor_type']}, WM {wm}; "
-        f"eval seed {seed}): {row['episodes']} episodes, return {row['return_mean']:.1f} ± "
+        f"eval seed {seed}): {row['episodes']} episodes, {format_return(stats)}, std "
         f"{row['return_std']:.1f}, length {row['length_mean']:.0f} ± {row['length_std']:.0f}, "
         f"return/step {row['return_per_step']:.2f}, {velocity_text}time limit "
         f"{row['time_limit_fraction']:.0%}" + (f" [{', '.join(flags)}]" if flags else "")
@@ -243,4 +270,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interrupted("evaluate.py"):
+        main()

@@ -20,7 +20,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from torchrl_flowmbpo.diagnostics import (
@@ -41,8 +41,22 @@ from torchrl_flowmbpo.recipes import PWMUpdater, find_latest_checkpoint, save_ch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import shac
 from config_check import check_overrides
-from reporting import plot_learning_curve
-from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
+from reporting import curve_title, plot_learning_curve
+from run_support import (
+    Evaluator,
+    episode_metrics,
+    eval_metrics,
+    format_return,
+    init_warp_quietly,
+    interrupted,
+    log_to_file,
+    plain_torchrl_console,
+    print_summary,
+    restore,
+    run_state,
+    task_label,
+    task_references,
+)
 from utils import (
     RunClock,
     check_schedule,
@@ -77,7 +91,22 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    plain_torchrl_console()
+    init_warp_quietly(cfg.device)
+    task = task_label(cfg.env.name, cfg.env.kwargs)
+    what_ran = (
+        f"pwm_flow.py: {cfg.variant} on {task}, seed {cfg.seed}, {cfg.collector.total_frames:,} "
+        f"frames, device {cfg.device}, threads={cfg.threads}; run directory {run_dir}"
+    )
+    print(what_ran, flush=True)
+
+    def log_start(*notes: str) -> None:
+        # Into the run log once the run is accepted: a refused resume leaves the run as it was.
+        for line in (what_ran, f"Config:\n{OmegaConf.to_yaml(cfg, resolve=True)}", *notes):
+            log_to_file(line)
+
     if cfg.algo.name == "shac":  # experiment=shac: no world model, the simulator's gradients
+        log_start()
         return shac.train(cfg, run_dir)
     specs = model_specs(cfg)
     try:
@@ -143,15 +172,18 @@ def main(cfg: DictConfig) -> None:
 
     checkpoint_dir = run_dir / "checkpoints"
     latest = find_latest_checkpoint(checkpoint_dir)
+    resumed: tuple[str, ...] = ()
     if latest is not None:
         state = restore(latest, modules, optimizers, schedulers, config=cfg)
         counters.update(state["counters"])
         history = state["history"]
         env.set_seed(cfg.seed + counters["iteration"])
-        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+        resumed = (f"Resumed from {latest} (iteration {counters['iteration']}).",)
+        print(*resumed)
         dropped = drop_logged_after(run_dir / "logs", counters["frames"])
         if dropped:
             print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    log_start(*resumed)
     try:
         recorder = make_recorder(
             cfg,
@@ -256,7 +288,7 @@ def main(cfg: DictConfig) -> None:
         )
 
     def world_model_step() -> dict[str, float]:
-        batch = replay_buffer.sample().reshape(-1, horizon)
+        batch = sample_slices(replay_buffer, algo.wm_batch_slices, horizon)
         if termination_balance is not None:
             termination_balance.observe_batch(batch.get(("next", "terminated")))
             wm_loss.term_pos_weight.fill_(termination_balance.weight())
@@ -336,9 +368,8 @@ def main(cfg: DictConfig) -> None:
             for _ in tqdm(range(warmup_steps), desc="world-model warm-up", leave=False):
                 world_model_step()
             for _ in tqdm(range(algo.actor_bc_steps), desc="actor cloning", leave=False):
-                behaviour_cloning_step(
-                    world_model, actor, optimizers["actor"], replay_buffer.sample()
-                )
+                batch = sample_slices(replay_buffer, algo.wm_batch_slices, horizon)
+                behaviour_cloning_step(world_model, actor, optimizers["actor"], batch.reshape(-1))
             # The first actor steps follow the critic's gradient at z_H: fit it to the initial
             # policy first, so they do not follow a random network.
             for _ in tqdm(range(algo.critic_warmup_steps), desc="critic warm-up", leave=False):
@@ -379,6 +410,7 @@ def main(cfg: DictConfig) -> None:
             metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
             metrics.update(eval_metrics(eval_stats))
             history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+            log_to_file(f"Evaluation at {counters['frames']:,} frames: {format_return(eval_stats)}")
             if cfg.diagnostics.critic_tail_tolerance > 0:
                 metrics.update(critic_diagnostics())
             if cfg.diagnostics.probe_steps > 0:
@@ -409,7 +441,12 @@ def main(cfg: DictConfig) -> None:
                 logger.log_scalar(name, value, step=counters["frames"])
     clock.tick()
     path = checkpoint()
-    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
+    curve = plot_learning_curve(
+        history,
+        run_dir / "learning_curve.png",
+        title=curve_title(cfg.variant, task, cfg.seed),
+        references=task_references(cfg.env.name, cfg.env.kwargs),
+    )
     print_summary(eval_stats, path, curve)
 
 
@@ -417,4 +454,5 @@ if __name__ == "__main__":
     problem = check_overrides([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
     if problem:
         sys.exit(problem)
-    main()
+    with interrupted("pwm_flow.py"):
+        main()

@@ -1,9 +1,17 @@
 """Run bookkeeping shared by the training scripts (pwm_flow.py, sac_baseline.py): episode metrics,
-resume, checkpoint contents, the periodic evaluation and the closing summary."""
+resume, checkpoint contents, the periodic evaluation, the closing summary, what a run's outputs
+call its task, and a quiet console (no warnings a user cannot act on)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +22,137 @@ from tensordict import TensorDictBase
 from torchrl_flowmbpo.recipes import evaluate_policy, find_forward_velocity_index, load_checkpoint
 
 __all__ = [
+    "REFERENCES_CSV",
     "RESUMABLE_CHANGES",
+    "TASK_VARIANTS",
     "Evaluator",
     "config_changes",
     "episode_metrics",
     "eval_metrics",
+    "format_return",
+    "init_warp_quietly",
+    "interrupted",
+    "log_to_file",
+    "plain_torchrl_console",
     "print_summary",
+    "report",
     "restore",
     "run_state",
+    "task_label",
+    "task_references",
 ]
+
+_LOG = logging.getLogger("torchrl_flowmbpo.run")
+
+#: Tasks named by the config rather than by the simulator: ``label: (task, keyword arguments
+#: that make it)``. ``env=cartpole_balance`` builds the ``cartpole`` task with ``start_angle=0``.
+TASK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "cartpole_balance": ("cartpole", {"start_angle": 0.0}),
+}
+#: Reference returns (zero action, uniform random actions, scripted controllers) per task and
+#: keyword arguments, one full episode per world, written by
+#: ``python benchmarks/task_references.py --tasks cartpole --num-envs 32 --seed 0 --csv F`` (the
+#: swing-up) and ``... --num-envs 64 --seed 0 --kwargs '{"start_angle": 0.0}' --csv F`` (balance).
+REFERENCES_CSV = Path(__file__).resolve().parents[1] / "docs" / "data" / "task_references.csv"
+
+
+def task_label(name: str, kwargs: Mapping[str, Any] | None = None) -> str:
+    """The task as configured: ``"cartpole_balance"`` for the cartpole started upright, else
+    the task name (``"cartpole"`` is the swing-up), as run folders, logs and evaluation rows
+    name it."""
+    kwargs = dict(kwargs or {})
+    for label, (task, defining) in TASK_VARIANTS.items():
+        if name == task and all(k in kwargs and kwargs[k] == v for k, v in defining.items()):
+            return label
+    return name
+
+
+def task_references(
+    name: str, kwargs: Mapping[str, Any] | None = None, path: Path = REFERENCES_CSV
+) -> dict[str, float]:
+    """``{behaviour: mean return}`` measured on exactly this task and keyword arguments (none
+    when ``path`` has no such rows, e.g. for a changed ``episode_length``)."""
+    if not path.is_file():
+        return {}
+    wanted = {k: float(v) if isinstance(v, int | float) else v for k, v in (kwargs or {}).items()}
+    out = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            stored = {
+                k: float(v) if isinstance(v, int | float) else v
+                for k, v in json.loads(row["kwargs"]).items()
+            }
+            if row["task"] == name and stored == wanted:
+                out[row["behaviour"]] = float(row["return_mean"])
+    return out
+
+
+def format_return(stats: Mapping[str, float]) -> str:
+    """``"return -451.0 ± 12.3 (s.e.)"``: the mean with its standard error, so that an
+    8-episode number does not look as certain as a 100-episode one."""
+    n = int(stats["episodes"])
+    if n < 2:
+        return f"return {stats['return_mean']:.1f} (1 episode: no s.e.)"
+    # return_std is the population std: the standard error is std / sqrt(n - 1).
+    return (
+        f"return {stats['return_mean']:.1f} ± {stats['return_std'] / math.sqrt(n - 1):.1f} (s.e.)"
+    )
+
+
+def log_to_file(message: str) -> None:
+    """Writes ``message`` to the run's log files only (Hydra's ``<job>.log``), not the console."""
+    record = _LOG.makeRecord(_LOG.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def report(message: str) -> None:
+    """Prints ``message`` and writes it to the run's log file too."""
+    print(message, flush=True)
+    log_to_file(message)
+
+
+def plain_torchrl_console() -> None:
+    """Drops the colour codes of TorchRL's console log lines when the output is not a terminal
+    (a redirected log would hold raw escape sequences)."""
+    if sys.stdout.isatty():
+        return
+    plain = logging.Formatter("%(asctime)s [%(name)s][%(levelname)s] %(message)s")
+    for handler in logging.getLogger("torchrl").handlers:
+        handler.setFormatter(plain)
+
+
+def init_warp_quietly(device: str) -> None:
+    """Initialises Warp without its "Could not find or load the NVIDIA CUDA driver" line on a CPU
+    run, where no CUDA is wanted. Warp's native library prints it to file descriptor 2 while it
+    initialises, so stderr is pointed at /dev/null for that call only; a failure still raises.
+    On a CUDA run nothing is hidden."""
+    import warp as wp
+
+    if not str(device).startswith("cpu"):
+        wp.init()
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            wp.init()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def interrupted(script: str) -> Iterator[None]:
+    """Turns Ctrl-C into a one-line message and exit status 130 instead of a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\n{script}: interrupted (Ctrl-C).", file=sys.stderr)
+        sys.exit(130)
+
 
 #: Config keys (or key prefixes) a rerun may change when it resumes a run: how and how long it
 #: runs, not what an update computes. Raising ``collector.total_frames`` extends a run.
@@ -194,14 +324,15 @@ def eval_metrics(eval_stats: dict[str, float]) -> dict[str, float]:
 
 
 def print_summary(eval_stats: dict[str, float], checkpoint: Path, curve: Path) -> None:
-    """The closing lines: evaluation result, checkpoint and learning-curve paths."""
+    """The closing lines (printed and written to the run log): evaluation result with its
+    standard error, checkpoint and learning-curve paths."""
     velocity = eval_stats.get("forward_velocity")
-    print(
+    report(
         f"Evaluation ({int(eval_stats['episodes'])} episodes, deterministic): "
-        f"return {eval_stats['return_mean']:.1f} ± {eval_stats['return_std']:.1f}, "
+        f"{format_return(eval_stats)}, std {eval_stats['return_std']:.1f}, "
         f"length {eval_stats['length_mean']:.0f}, "
         f"return/step {eval_stats['return_per_step']:.2f}"
         + ("" if velocity is None else f", forward velocity {velocity:.2f} m/s")
     )
-    print(f"Checkpoint: {checkpoint}")
-    print(f"Learning curve: {curve}")
+    report(f"Checkpoint: {checkpoint}")
+    report(f"Learning curve: {curve}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from run_support import task_label  # a sibling script (examples/ is on sys.path)
 from tensordict import TensorDict
 from tensordict.nn import TensorDictSequential
 from torchrl.collectors import Collector
@@ -229,7 +230,7 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         ret_rms=algo.ret_rms,
         detach_continue=algo.detach_continue,
         bootstrap_extra_gamma=algo.bootstrap_extra_gamma,
-        bootstrap_params=value_loss.target_critic_network_params if algo.target_critic else None,
+        value_loss=value_loss,  # bootstraps from the target critic when there is one
         entropy_coef=algo.entropy_coef,
     )
     return wm_loss, actor_loss, value_loss
@@ -252,6 +253,10 @@ def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: 
     observations of algorithm.md. An episode's terminal transition is its last row: a slice of
     H + 1 rows would only ever hold it in the row the losses drop, and the termination head
     would never see a fall.
+
+    No batch size is set: every caller asks for its own (:func:`sample_slices`; the world model's
+    and the actor's batches differ, and a constructor size that differs from a ``sample`` size
+    makes TorchRL warn).
     """
     slice_len = cfg.algo.horizon
     return TensorDictReplayBuffer(
@@ -259,7 +264,6 @@ def make_replay_buffer(cfg: DictConfig, transform: RewardNormalization, device: 
         sampler=SliceSampler(
             slice_len=slice_len, traj_key=("collector", "traj_ids"), strict_length=True
         ),
-        batch_size=cfg.algo.wm_batch_slices * slice_len,
         transform=transform,
     )
 
@@ -322,7 +326,7 @@ def make_logger(cfg: DictConfig, run_dir: str):
     """TorchRL logger (CSV by default; wandb offline unless asked), created once per run."""
     if cfg.logger.backend == "none":
         return None
-    exp_name = f"{cfg.variant}_{cfg.env.name}_seed{cfg.seed}"
+    exp_name = f"{cfg.variant}_{task_label(cfg.env.name, cfg.env.kwargs)}_seed{cfg.seed}"
     kwargs = {}
     if cfg.logger.backend == "wandb":
         kwargs["wandb_kwargs"] = {

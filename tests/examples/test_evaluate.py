@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_file_and_run_dir_forms_give_identical_results(evaluations):
 def test_summary_line(evaluations):
     out = evaluations["as_file"].stdout
     (line,) = [s for s in out.splitlines() if s.startswith("Evaluation of baseline on ant")]
-    assert "eval seed 1001" in line and "2 episodes" in line
+    assert "eval seed 1001" in line and "2 episodes" in line and " (s.e.), std " in line
     assert ", forward velocity " in line and " m/s, time limit " in line
     assert "Row appended to" in out
 
@@ -134,7 +135,8 @@ def test_flow_world_model_row_reproduces_the_training_evaluation(evaluations, re
 def test_bad_checkpoint_exits_2_with_one_line(evaluations, case):
     path, run = evaluations["errors"][case]
     assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
+    # The progress line of a checkpoint that exists comes first; then one line, no traceback.
+    lines = [s for s in run.stderr.strip().splitlines() if not s.startswith("Loading ")]
     assert len(lines) == 1, run.stderr
     assert lines[0].startswith("evaluate.py: error: ") and str(path) in lines[0]
     assert not (path.parent / "evaluation.csv").exists()
@@ -149,3 +151,25 @@ def test_csv_of_other_columns_exits_2_before_evaluating_and_is_kept(evaluations)
     assert "pass --csv with a new file" in lines[0]
     assert run.stdout == ""  # no episodes ran, no summary
     assert path.read_text() == "task,variant,seed,return_mean\nant,baseline,0,12.5\n"
+
+
+def test_balance_evaluation_names_the_task_shows_progress_and_standard_error(
+    scripts, make_checkpoint, tmp_path
+):
+    # A tiny checkpoint of the cartpole started upright (start_angle 0), 6 episodes.
+    checkpoint = make_checkpoint(tmp_path / "checkpoints" / "checkpoint_7.pt")
+    run = scripts.start_evaluation(checkpoint, "--episodes", "6", "--num-envs", "3")
+    run = run.result().check()
+    (line,) = [s for s in run.stdout.splitlines() if s.startswith("Evaluation of ")]
+    assert line.startswith("Evaluation of baseline on cartpole_balance (seed 3, iteration 7")
+    mean, se = re.search(r"6 episodes, return (-?[\d.]+) ± ([\d.]+) \(s\.e\.\)", line).groups()
+    (row,) = read_rows(tmp_path / "evaluation.csv")
+    # Population std over the 6 episodes: the standard error is std / sqrt(5).
+    assert float(se) == pytest.approx(float(row["return_std"]) / math.sqrt(5), abs=0.051)
+    assert float(mean) == pytest.approx(float(row["return_mean"]), abs=0.051)
+    assert "[" not in line  # no stands_still / falls on a cartpole
+    assert row["task"] == "cartpole_balance"
+    assert (row["stands_still"], row["falls"], row["forward_velocity"]) == ("", "", "")
+    # Progress on stderr (the load, the episode bar's end) and no CUDA warning on a CPU run.
+    assert "Loading " in run.stderr and "6/6" in run.stderr
+    assert "CUDA driver" not in run.stderr and "warning" not in run.stderr.lower()

@@ -73,7 +73,7 @@ def buffer(utils):
 @pytest.fixture(scope="module")
 def slices(buffer):
     torch.manual_seed(0)
-    return buffer.sample().reshape(-1, H)
+    return buffer.sample(batch_size=512 * H).reshape(-1, H)
 
 
 def test_slices_hold_h_consecutive_transitions_of_one_episode(slices):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from tensordict.nn import TensorDictModuleBase
@@ -46,6 +47,7 @@ def evaluate_policy(
     max_steps_per_episode: int = 1000,
     exploration_type: ExplorationType = ExplorationType.DETERMINISTIC,
     forward_velocity_index: int | None = None,
+    on_episode: Callable[[], object] | None = None,
 ) -> dict[str, float]:
     """Runs ``episodes`` whole episodes and returns raw-reward statistics.
 
@@ -65,6 +67,8 @@ def evaluate_policy(
         forward_velocity_index: component of ``"observation"`` holding the forward velocity
             (e.g. ``LocomotionEnv.forward_velocity_index``, see
             :func:`find_forward_velocity_index`); ``None`` (default) leaves it out.
+        on_episode: called once per counted episode as it ends (e.g. a progress bar's
+            ``update``).
 
     Returns:
         ``return_mean``, ``return_std``, ``length_mean``, ``length_std``, ``return_per_step``,
@@ -117,6 +121,8 @@ def evaluate_policy(
                     reached_limit.append(bool(truncated[i]))
                     velocity_sum += float(running_velocity[i])
                     finished[i] += 1
+                    if on_episode is not None:
+                        on_episode()
             running_return[done] = 0.0
             running_length[done] = 0.0
             running_velocity[done] = 0.0
