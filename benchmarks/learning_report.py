@@ -38,7 +38,9 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics as rly_metrics
 
-LOG_NAME = re.compile(r"^(?P<variant>.+)_(?P<task>[^_]+)_seed(?P<seed>\d+)$")
+# A task has no "_" except the configured ones of examples/run_support.py TASK_VARIANTS
+# ("cartpole_balance"); the variant ("flow_wm", "full_flow") may have several.
+LOG_NAME = re.compile(r"^(?P<variant>.+?)_(?P<task>cartpole_balance|[^_]+)_seed(?P<seed>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 TIME_METRIC = "time/elapsed_s"
 # The model-exploitation diagnostics summarised by diagnostics_table.py (docs/metrics.md).

@@ -224,6 +224,8 @@ def restore(
             ``may_change`` (default :data:`RESUMABLE_CHANGES`): one run would mix two
             configurations.
     """
+    # A large model's checkpoint (optimiser states included) takes seconds to read.
+    print(f"Loading {path} ({path.stat().st_size / 2**20:.1f} MB) ...", flush=True)
     state = load_checkpoint(path, required=("modules", "optimizers", "counters"))
     if config is not None and "config" in state:
         resolved = OmegaConf.to_container(config, resolve=True)

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from torchrl_flowmbpo.recipes import save_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -154,3 +157,31 @@ def test_training_run_is_quiet(balance_run):
     assert "\x1b[" not in balance_run.stdout  # redirected: no colour codes
     stderr = balance_run.stderr.lower()
     assert "warning" not in stderr, balance_run.stderr[-3000:]  # CUDA, batch sizes, targets
+
+
+def test_restore_says_which_checkpoint_it_loads(support, tmp_path, capsys):
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    state = {
+        "modules": {"net": net.state_dict()},
+        "optimizers": {"net": opt.state_dict()},
+        "counters": {"iteration": 3},
+        "rng": {"torch": torch.get_rng_state()},
+    }
+    path = save_checkpoint(state, tmp_path / "checkpoint_3.pt")
+    assert support.restore(path, {"net": net}, {"net": opt})["counters"] == {"iteration": 3}
+    assert capsys.readouterr().out.startswith(f"Loading {path} (0.0 MB) ...")
+
+
+@pytest.mark.parametrize(
+    ("folder", "parts"),
+    [
+        ("flow_wm_cartpole_balance_seed0", ("flow_wm", "cartpole_balance", "0")),
+        ("full_flow_cartpole_seed12", ("full_flow", "cartpole", "12")),
+        ("baseline_ant_seed1", ("baseline", "ant", "1")),
+    ],
+)
+def test_learning_report_reads_the_configured_task_from_log_folders(load_script, folder, parts):
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_report.py"
+    match = load_script(script, "learning_report").LOG_NAME.match(folder)
+    assert (match["variant"], match["task"], match["seed"]) == parts
