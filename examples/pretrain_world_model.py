@@ -39,7 +39,7 @@ from torchrl_flowmbpo.recipes import build_world_model, find_latest_checkpoint, 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
 from pretrain_utils import MetricsCSV, held_out_metrics, make_gradient_check
-from run_support import RESUMABLE_CHANGES, restore, run_state
+from run_support import RESUMABLE_CHANGES, interrupted, restore, run_state
 from utils import (
     RunClock,
     make_reward_normalization,
@@ -201,4 +201,5 @@ if __name__ == "__main__":
     )
     if problem:
         sys.exit(problem)
-    main()
+    with interrupted("pretrain_world_model.py"):
+        main()

@@ -25,8 +25,20 @@ from torchrl_flowmbpo.recipes import find_latest_checkpoint, save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from config_check import check_overrides
-from reporting import plot_learning_curve
-from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
+from reporting import curve_title, plot_learning_curve
+from run_support import (
+    Evaluator,
+    episode_metrics,
+    eval_metrics,
+    init_warp_quietly,
+    interrupted,
+    plain_torchrl_console,
+    print_summary,
+    restore,
+    run_state,
+    task_label,
+    task_references,
+)
 from sac_utils import (
     TRANSITION_KEYS,
     make_actor,
@@ -51,6 +63,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    plain_torchrl_console()
+    init_warp_quietly(cfg.device)
     sac = cfg.sac
     env_spec = {
         "name": cfg.env.name,
@@ -206,7 +220,12 @@ def main(cfg: DictConfig) -> None:
         log(eval_metrics(eval_stats))
     clock.tick()
     path = checkpoint()
-    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
+    curve = plot_learning_curve(
+        history,
+        run_dir / "learning_curve.png",
+        title=curve_title(cfg.variant, task_label(cfg.env.name, cfg.env.kwargs), cfg.seed),
+        references=task_references(cfg.env.name, cfg.env.kwargs),
+    )
     print_summary(eval_stats, path, curve)
 
 
@@ -216,4 +235,5 @@ if __name__ == "__main__":
     )
     if problem:
         sys.exit(problem)
-    main()
+    with interrupted("sac_baseline.py"):
+        main()
