@@ -71,7 +71,7 @@ def make_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWM
         horizon=algo.horizon,
         gamma=algo.gamma,
         ret_rms=algo.ret_rms,
-        bootstrap_params=value_loss.target_critic_network_params if algo.target_critic else None,
+        value_loss=value_loss,
         entropy_coef=algo.entropy_coef,
     )
     return actor_loss, value_loss

@@ -66,6 +66,15 @@ class PathwiseActorLoss(LossModule):
         ret_rms: normalise the loss by a running std of the per-start loss (PWM).
         bootstrap_params: parameters swapped into the critic for the bootstrap values, e.g. a
             target critic's; the critic's own parameters when ``None``.
+        value_loss: the :class:`~torchrl_flowmbpo.objectives.PWMValueLoss` that trains the
+            critic: the bootstrap then uses the parameters its targets use
+            (``value_loss.bootstrap_params``: the target critic's when it has one), read at every
+            call, so the loss can be built before TorchRL's ``SoftUpdate`` (no "No target
+            network updater" warning). Give it or ``bootstrap_params``, not both.
+
+    Raises:
+        ValueError: if ``value_loss`` and ``bootstrap_params`` are both given, or if
+            ``value_loss`` trains another critic than ``critic_network``.
         entropy_coef: weight of the entropy bonus (0: none). Needs an actor whose distribution
             has ``rsample_and_log_prob`` (or ``rsample`` and ``log_prob``) and whose parameters
             the rollout keeps (:class:`~torchrl_flowmbpo.modules.GaussianActor`,
@@ -108,9 +117,20 @@ class PathwiseActorLoss(LossModule):
         gamma: float = 0.99,
         ret_rms: bool = True,
         bootstrap_params: TensorDictBase | None = None,
+        value_loss: LossModule | None = None,
         entropy_coef: float = 0.0,
     ) -> None:
         super().__init__()
+        if value_loss is not None and bootstrap_params is not None:
+            raise ValueError(
+                f"Give {type(self).__name__} value_loss= or bootstrap_params=, not both: with "
+                "value_loss the bootstrap uses value_loss.bootstrap_params."
+            )
+        if value_loss is not None and value_loss.critic_network is not critic_network:
+            raise ValueError(
+                "value_loss trains another critic than critic_network: the actor would "
+                "bootstrap from a critic the value loss does not fit."
+            )
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}.")
         if entropy_coef < 0:
@@ -120,8 +140,20 @@ class PathwiseActorLoss(LossModule):
         # Not registered as submodules: this loss must not own (or optimise) them.
         self.__dict__["critic_network"] = critic_network
         self.__dict__["bootstrap_params"] = bootstrap_params
+        self.__dict__["value_loss"] = value_loss  # not a submodule: it owns the critic
         self.horizon, self.gamma = horizon, gamma
         self.ret_rms = RunningMeanStd(device=module_device(actor_network)) if ret_rms else None
+
+    @property
+    def bootstrap_params(self) -> TensorDictBase | None:
+        """The parameters of the bootstrap: ``value_loss.bootstrap_params`` when a value loss
+        was given (read now, not at construction), else the ``bootstrap_params`` argument
+        (``None``: the critic's own)."""
+        value_loss = self.__dict__.get("value_loss")
+        if value_loss is not None:
+            return value_loss.bootstrap_params
+        # The constructor stores the argument in the instance dict; this property shadows it.
+        return self.__dict__.get("bootstrap_params")
 
     @property
     def state_key(self) -> NestedKey:

@@ -129,16 +129,6 @@ class PWMActorLoss(PathwiseActorLoss):
         value_loss: PWMValueLoss | None = None,
         entropy_coef: float = 0.0,
     ) -> None:
-        if value_loss is not None and bootstrap_params is not None:
-            raise ValueError(
-                "Give PWMActorLoss value_loss= or bootstrap_params=, not both: with value_loss "
-                "the bootstrap uses value_loss.bootstrap_params."
-            )
-        if value_loss is not None and value_loss.critic_network is not critic_network:
-            raise ValueError(
-                "value_loss trains another critic than critic_network: the actor would "
-                "bootstrap from a critic the value loss does not fit."
-            )
         super().__init__(
             actor_network,
             critic_network,
@@ -146,10 +136,10 @@ class PWMActorLoss(PathwiseActorLoss):
             gamma=gamma,
             ret_rms=ret_rms,
             bootstrap_params=bootstrap_params,
+            value_loss=value_loss,
             entropy_coef=entropy_coef,
         )
         self.__dict__["world_model"] = world_model
-        self.__dict__["value_loss"] = value_loss  # not a submodule: it owns the critic
         self.detach_continue = detach_continue
         self.use_continue = use_continue and world_model.has_termination
         self.bootstrap_extra_gamma = bootstrap_extra_gamma
@@ -168,17 +158,6 @@ class PWMActorLoss(PathwiseActorLoss):
         """Rebuilds the imagined env with the new keys (TD(λ) lives in the value loss)."""
         if "world_model" in self.__dict__:
             self._build_imagined_env()
-
-    @property
-    def bootstrap_params(self) -> TensorDictBase | None:
-        """The parameters of the horizon bootstrap: ``value_loss.bootstrap_params`` when a value
-        loss was given (read now, not at construction), else the ``bootstrap_params`` argument
-        (``None``: the critic's own)."""
-        value_loss = self.__dict__.get("value_loss")
-        if value_loss is not None:
-            return value_loss.bootstrap_params
-        # The base class stores the argument in the instance dict; this property shadows it.
-        return self.__dict__.get("bootstrap_params")
 
     @property
     def state_key(self) -> NestedKey:

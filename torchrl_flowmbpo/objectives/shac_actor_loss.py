@@ -10,7 +10,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
-from torchrl.objectives import hold_out_net
+from torchrl.objectives import LossModule, hold_out_net
 
 from torchrl_flowmbpo.envs.rollout import differentiable_rollout
 from torchrl_flowmbpo.objectives.pathwise_actor_loss import PathwiseActorLoss, Rollout
@@ -99,6 +99,8 @@ class SHACActorLoss(PathwiseActorLoss):
         ret_rms: normalise the loss by a running std of the per-env loss (SHAC: off).
         bootstrap_params: parameters swapped into the critic for the bootstrap values (SHAC:
             its target critic's).
+        value_loss: the value loss whose bootstrap parameters to use instead (read at every
+            call; its target critic's when it has one). Give it or ``bootstrap_params``.
         entropy_coef: weight of the entropy bonus (SHAC: 0).
 
     Examples:
@@ -144,6 +146,7 @@ class SHACActorLoss(PathwiseActorLoss):
         gamma: float = 0.99,
         ret_rms: bool = False,
         bootstrap_params: TensorDictBase | None = None,
+        value_loss: LossModule | None = None,
         entropy_coef: float = 0.0,
     ) -> None:
         super().__init__(
@@ -153,6 +156,7 @@ class SHACActorLoss(PathwiseActorLoss):
             gamma=gamma,
             ret_rms=ret_rms,
             bootstrap_params=bootstrap_params,
+            value_loss=value_loss,
             entropy_coef=entropy_coef,
         )
         self.__dict__["env"] = env
