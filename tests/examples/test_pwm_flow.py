@@ -83,7 +83,9 @@ def test_bundle_checkpoint_records_the_variant(checkpoint, bundle):
     assert state["specs"]["actor"]["type"] == actor_type
     assert state["specs"]["env"] == {"name": "ant", "kwargs": {"episode_length": 100}}
     assert state["config"]["variant"] == bundle
-    assert state["config"]["world_model"] == state["specs"]["world_model"]
+    # The spec is the config without the keys of where the model starts (not constructor args).
+    run_keys = {"pretrained": None, "finetune": True}
+    assert state["config"]["world_model"] == {**state["specs"]["world_model"], **run_keys}
     assert set(state["modules"]) == {
         "world_model",
         "actor",
