@@ -326,6 +326,11 @@ def analyse_group(
         warnings.warn(f"{label}: {length_metric} missing; its column is NaN", stacklevel=2)
     lengths = [final_value(*length, end, last_k) if length else np.nan for length in lengths]
     timed = wallclock_curves(runs, curves, label)
+    try:
+        wallclock = mean_curve(timed, reps, seed) if timed else None
+    except ValueError as err:  # seeds run on a busy machine may not overlap in time
+        warnings.warn(f"{label}: no wall-clock mean: {err}", stacklevel=2)
+        wallclock = None
     return GroupResult(
         task=runs[0].task,
         variant=runs[0].variant,
@@ -337,7 +342,7 @@ def analyse_group(
         final_episode_length=float(np.mean(lengths)),
         collapsed=count_collapsed(initial, final, collapse_fraction),
         steps=steps,
-        wallclock=mean_curve(timed, reps, seed) if timed else None,
+        wallclock=wallclock,
     )
 
 
