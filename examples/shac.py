@@ -34,7 +34,7 @@ from torchrl_flowmbpo.recipes import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reporting import plot_learning_curve
 from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
-from utils import RunClock, make_logger, make_optimizers, make_task_env
+from utils import RunClock, make_logger, make_optimizers, make_task_env, make_value_loss
 
 #: What the actor and the critic read: SHAC has no latent.
 STATE_KEY = "observation"
@@ -55,14 +55,7 @@ def model_specs(cfg: DictConfig) -> dict[str, dict]:
 def make_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWMValueLoss]:
     """SHAC's actor loss through ``env`` and PWM's value loss, keyed on observations."""
     algo = cfg.algo
-    value_loss = PWMValueLoss(
-        critic,
-        gamma=algo.gamma,
-        lmbda=algo.lmbda,
-        critic_target=algo.critic_target,
-        target_critic=algo.target_critic,
-        functional=algo.target_critic,
-    )
+    value_loss = make_value_loss(cfg, critic)
     value_loss.set_keys(latent=STATE_KEY)
     actor_loss = SHACActorLoss(
         actor,

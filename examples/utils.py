@@ -208,11 +208,10 @@ def make_world_model_loss(cfg: DictConfig, world_model) -> WorldModelLoss:
     return wm_loss
 
 
-def make_losses(cfg: DictConfig, world_model, actor, critic):
-    """World-model, actor and value losses with the config's options."""
+def make_value_loss(cfg: DictConfig, critic) -> PWMValueLoss:
+    """The TD(lambda) value loss with the config's ``algo`` options (PWM's and SHAC's)."""
     algo = cfg.algo
-    wm_loss = make_world_model_loss(cfg, world_model)
-    value_loss = PWMValueLoss(
+    return PWMValueLoss(
         critic,
         gamma=algo.gamma,
         lmbda=algo.lmbda,
@@ -221,6 +220,13 @@ def make_losses(cfg: DictConfig, world_model, actor, critic):
         # Without a target critic nothing needs swapping in: a plain call per critic step.
         functional=algo.target_critic,
     )
+
+
+def make_losses(cfg: DictConfig, world_model, actor, critic):
+    """World-model, actor and value losses with the config's options."""
+    algo = cfg.algo
+    wm_loss = make_world_model_loss(cfg, world_model)
+    value_loss = make_value_loss(cfg, critic)
     actor_loss = PWMActorLoss(
         actor,
         critic,

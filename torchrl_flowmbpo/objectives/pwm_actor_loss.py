@@ -63,12 +63,12 @@ class PWMActorLoss(PathwiseActorLoss):
             (``value_loss.bootstrap_params``: the target critic's when it has one), read at every
             call, so the loss can be built before TorchRL's ``SoftUpdate`` (no "No target
             network updater" warning). Give it or ``bootstrap_params``, not both.
+        entropy_coef: weight of the entropy bonus (0: none, PWM). Needs an actor writing the
+            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
 
     Raises:
         ValueError: if ``value_loss`` and ``bootstrap_params`` are both given, or if
             ``value_loss`` trains another critic than ``critic_network``.
-        entropy_coef: weight of the entropy bonus (0: none, PWM). Needs an actor writing the
-            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
 
     Examples:
         >>> from torchrl_flowmbpo.modules import FlowActor, VCritic
