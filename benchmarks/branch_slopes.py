@@ -54,7 +54,7 @@ from torchrl_flowmbpo.recipes import build_world_model
 #: World-model specs (``build_world_model``, without the dims).
 WORLD_MODELS: dict[str, dict[str, Any]] = {
     "mlp": {"type": "mlp", "preset": "small"},
-    "flow": {"type": "flow", "preset": "small", "integrator": "heun", "substeps": 2},
+    "flow": {"type": "flow", "preset": "small", "integrator": "heun", "flow_steps": 2},
 }
 ACTION_RANGE = 0.5
 

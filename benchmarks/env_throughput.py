@@ -51,7 +51,7 @@ class RawNewton:
 
         def substeps() -> None:
             a, b = self.s0, self.s1
-            for _ in range(env.sim.substeps):
+            for _ in range(env.sim.sim_substeps):
                 a.clear_forces()
                 self.solver.step(a, b, self.control, None, env.sim.sim_dt)
                 a, b = b, a

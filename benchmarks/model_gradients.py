@@ -45,8 +45,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "latent512": {"type": "mlp", "preset": "small", "latent_dim": 512},
     "narrow": {"type": "mlp", "encoder_units": (64,), "units": (128, 128), "latent_dim": 32},
     "twohot": {"type": "mlp", "preset": "small", "reward_head": "twohot"},
-    "flow-heun-K2": {"type": "flow", "preset": "small", "integrator": "heun", "substeps": 2},
-    "flow-euler-K4": {"type": "flow", "preset": "small", "integrator": "euler", "substeps": 4},
+    "flow-heun-K2": {"type": "flow", "preset": "small", "integrator": "heun", "flow_steps": 2},
+    "flow-euler-K4": {"type": "flow", "preset": "small", "integrator": "euler", "flow_steps": 4},
 }
 HORIZON = 16
 OBS_DIM, ACTION_DIM = 5, 1

@@ -81,10 +81,10 @@ def _config_specs() -> dict[str, tuple[dict, dict]]:
     specs = {"mlp": ({"type": "mlp"}, {"type": "gaussian"})}
     for integrator in ("euler", "heun", "rk4"):
         for k in (2, 4, 8):
-            wm = {"type": "flow", "integrator": integrator, "substeps": k}
+            wm = {"type": "flow", "integrator": integrator, "flow_steps": k}
             specs[f"flow-{integrator}-K{k}"] = (wm, {"type": "gaussian"})
     for k in (2, 4):  # the ODE solve activation-checkpointed (FlowWorldModel grad_checkpoint)
-        wm = {"type": "flow", "integrator": "heun", "substeps": k, "grad_checkpoint": True}
+        wm = {"type": "flow", "integrator": "heun", "flow_steps": k, "grad_checkpoint": True}
         specs[f"flow-heun-K{k}-ckpt"] = (wm, {"type": "gaussian"})
     specs["flow-actor"] = ({"type": "mlp"}, {"type": "flow"})
     return specs

@@ -59,7 +59,7 @@ COLUMNS = (
     "actor_type",
     "world_model_type",
     "integrator",
-    "substeps",
+    "flow_steps",
     "episodes",
     "return_mean",
     "return_std",
@@ -155,7 +155,7 @@ def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -
         "actor_type": specs["actor"]["type"],
         "world_model_type": wm_spec["type"],
         "integrator": wm_spec["integrator"] if is_flow_wm else "",
-        "substeps": wm_spec["substeps"] if is_flow_wm else "",
+        "flow_steps": wm_spec["flow_steps"] if is_flow_wm else "",
         "episodes": int(stats["episodes"]),
         "return_mean": stats["return_mean"],
         "return_std": stats["return_std"],
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     flags = [name for name in ("stands_still", "falls") if row[name] not in ("", 0)]
     wm = row["world_model_type"]
     if row["integrator"]:
-        wm += f" ({row['integrator']}, K={row['substeps']})"
+        wm += f" ({row['integrator']}, K={row['flow_steps']})"
     velocity = row["forward_velocity"]
     velocity_text = f"forward velocity {velocity:.2f} m/s, " if velocity != "" else ""
     print(

@@ -2,7 +2,7 @@
 
     python examples/pretrain_world_model.py dataset.path=runs/datasets/anymal_sac world_model=mlp
     python examples/pretrain_world_model.py dataset.path=... world_model=flow \\
-        world_model.substeps=4 steps=20000 hydra.run.dir=runs/pretrain/flow
+        world_model.flow_steps=4 steps=20000 hydra.run.dir=runs/pretrain/flow
 
 The dataset's episodes are split by env column (``dataset.held_out_envs`` held out); the
 training split fills the ``SliceSampler`` replay buffer of the online pipeline, so the loss

@@ -1,7 +1,7 @@
 """Train PWM (and its flow variants) on a Newton locomotion task.
 
     python examples/pwm_flow.py                                  # embedded default (CPU)
-    python examples/pwm_flow.py experiment=flow_wm world_model.substeps=4 seed=1
+    python examples/pwm_flow.py experiment=flow_wm world_model.flow_steps=4 seed=1
     python examples/pwm_flow.py experiment=shac env=cartpole   # SHAC: the simulator's gradients
 
 The loop only: collect -> extend the replay buffer -> actor, critic and world-model steps ->

@@ -66,8 +66,8 @@ def collector_batch(generator: torch.Generator) -> TensorDict:
     ("wm_spec", "actor_spec"),
     [
         ({"type": "mlp"}, {"type": "gaussian"}),
-        ({"type": "flow", "integrator": "heun", "substeps": 2}, {"type": "flow"}),
-        ({"type": "flow", "substeps": 4, "grad_checkpoint": True}, {"type": "gaussian"}),
+        ({"type": "flow", "integrator": "heun", "flow_steps": 2}, {"type": "flow"}),
+        ({"type": "flow", "flow_steps": 4, "grad_checkpoint": True}, {"type": "gaussian"}),
     ],
     ids=["mlp-gaussian", "flow-flowactor", "flow-ckpt"],
 )

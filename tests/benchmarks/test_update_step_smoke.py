@@ -102,7 +102,7 @@ def test_plain_td_lambda_matches_value_loss(plain):
 @pytest.mark.parametrize("k", [2, 4])
 def test_ckpt_configs_build_a_checkpointed_flow_model(bench, k):
     wm, _, _ = bench.build_models(f"flow-heun-K{k}-ckpt", bench.SIZES["small"], "cpu")
-    assert (wm.integrator, wm.substeps, wm.grad_checkpoint) == ("heun", k, True)
+    assert (wm.integrator, wm.flow_steps, wm.grad_checkpoint) == ("heun", k, True)
 
 
 def test_cpu_clock_counts_work_not_waiting(bench):

@@ -131,6 +131,6 @@ def test_captured_graph_matches_eager_launches(ant_env: LocomotionEnv) -> None:
     assert torch.equal(_trajectory(ant_env, seed=2, steps=15), _trajectory(eager, seed=2, steps=15))
 
 
-def test_odd_substeps_rejected() -> None:
+def test_odd_sim_substeps_rejected() -> None:
     with pytest.raises(ValueError, match="even"):
-        make_env("ant", num_envs=2, substeps=3)
+        make_env("ant", num_envs=2, sim_substeps=3)

@@ -137,7 +137,7 @@ class BundleRuns:
     @staticmethod
     def command(bundle: str) -> str:
         if bundle == "flow_wm":
-            return f"{ISSUE_COMMAND} world_model.integrator=heun world_model.substeps=4"
+            return f"{ISSUE_COMMAND} world_model.integrator=heun world_model.flow_steps=4"
         return f"{BUNDLE_COMMON} {BUNDLE_RUNS[bundle]}"
 
     def start(self, *bundles: str) -> None:

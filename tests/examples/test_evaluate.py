@@ -16,7 +16,7 @@ COLUMNS = [
     "actor_type",
     "world_model_type",
     "integrator",
-    "substeps",
+    "flow_steps",
     "episodes",
     "return_mean",
     "return_std",
@@ -94,7 +94,7 @@ def test_default_csv_gets_one_header_and_a_row_per_call(evaluations):
     check_row(row)
     assert (row["task"], row["variant"]) == ("ant", "baseline")
     assert (row["actor_type"], row["world_model_type"]) == ("gaussian", "mlp")
-    assert (row["integrator"], row["substeps"]) == ("", "")  # MLP world model
+    assert (row["integrator"], row["flow_steps"]) == ("", "")  # MLP world model
     assert row["checkpoint"] == str(evaluations["checkpoint"].resolve())
     assert (int(row["iteration"]), int(row["frames"])) == (4, 320)
 
@@ -120,7 +120,7 @@ def test_flow_world_model_row_reproduces_the_training_evaluation(evaluations, re
         "gaussian",
         "flow",
     )
-    assert (row["integrator"], row["substeps"]) == ("heun", "4")
+    assert (row["integrator"], row["flow_steps"]) == ("heun", "4")
     assert (int(row["iteration"]), int(row["frames"])) == (7, 512)
     # Training evaluated once (at the end) on a fresh env with seed + 1000 and 2 envs: the same
     # protocol, so the rebuilt policy scores the same return.

@@ -114,13 +114,13 @@ def test_bundle_checkpoint_records_the_variant(checkpoint, bundle):
 def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle):
     state = checkpoint
     spec = state["specs"]["world_model"]
-    assert (spec["type"], spec["integrator"], spec["substeps"]) == ("flow", "heun", 4)
+    assert (spec["type"], spec["integrator"], spec["flow_steps"]) == ("flow", "heun", 4)
     assert state["config"]["collector"]["total_frames"] == 512
     assert state["config"]["eval"]["episodes"] == 2
     assert state["config"]["device"] == "cpu"
     world_model = build_world_model(spec, 37, 8)
     world_model.load_state_dict(state["modules"]["world_model"])
-    assert world_model.substeps == 4
+    assert world_model.flow_steps == 4
     path = run.run_dir / "checkpoints" / "checkpoint_7.pt"
     assert load_checkpoint(path)["counters"]["iteration"] == 7
 

@@ -83,7 +83,7 @@ def test_gaussian_deterministic_is_exactly_tanh_loc(mode):
 
 @pytest.mark.parametrize("mode", NON_RANDOM)
 def test_flow_deterministic_is_the_zero_noise_ode(mode):
-    actor = _make(FlowActor, integrator="heun", substeps=2)
+    actor = _make(FlowActor, integrator="heun", flow_steps=2)
     td = _td()
     net = actor.policy_net
     latent = td["latent"]
@@ -164,8 +164,8 @@ def test_flow_distribution_sample_shape_and_log_prob_of_its_own_sample_only():
     ("kwargs", "match"),
     [
         ({"integrator": "rk5"}, r"'rk5'.*'euler', 'midpoint', 'heun', 'rk4'"),
-        ({"substeps": 0}, "substeps must be an int >= 1, got 0"),
-        ({"substeps": True}, "got True"),
+        ({"flow_steps": 0}, "flow_steps must be an int >= 1, got 0"),
+        ({"flow_steps": True}, "got True"),
         ({"time_embed_freqs": -1}, "got -1"),
         ({"init_log_std": -2.0}, "below the floor"),
     ],

@@ -58,17 +58,17 @@ def _mass_on_action_grid(actor: FlowActor, points: int = 2001) -> float:
 
 
 @pytest.mark.parametrize("integrator", INTEGRATORS)
-@pytest.mark.parametrize("substeps", [1, 2])
-def test_density_integrates_to_one_over_an_action_grid_in_1d(integrator, substeps):
-    actor = _actor(1, integrator=integrator, substeps=substeps)
+@pytest.mark.parametrize("flow_steps", [1, 2])
+def test_density_integrates_to_one_over_an_action_grid_in_1d(integrator, flow_steps):
+    actor = _actor(1, integrator=integrator, flow_steps=flow_steps)
     assert _mass_on_action_grid(actor) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_trace_mode_is_normalised_only_up_to_the_step_error():
     # The continuous flow's log-det at one Euler step is not the step's own: its mass is off by
     # about 1 % here, which is why the exact discrete log-det is the default.
-    exact = _mass_on_action_grid(_actor(1, integrator="euler", substeps=1))
-    trace = _mass_on_action_grid(_actor(1, integrator="euler", substeps=1, log_det="trace"))
+    exact = _mass_on_action_grid(_actor(1, integrator="euler", flow_steps=1))
+    trace = _mass_on_action_grid(_actor(1, integrator="euler", flow_steps=1, log_det="trace"))
     assert exact == pytest.approx(1.0, abs=1e-4)
     assert abs(trace - 1.0) > 3e-3
 
@@ -77,7 +77,7 @@ def test_trace_mode_is_normalised_only_up_to_the_step_error():
 def test_density_times_mapped_cell_areas_sums_to_one_in_2d(integrator):
     # A noise grid maps to a curved mesh of actions; Σ π(a(cell centre)) · area(a(cell)) ≈ 1 only
     # if π carries the right Jacobian determinant (mapped areas by the shoelace formula).
-    actor = _actor(2, integrator=integrator, substeps=2)
+    actor = _actor(2, integrator=integrator, flow_steps=2)
     n, edge = 241, 6.0
     ticks = torch.linspace(-edge, edge, n, dtype=torch.float64)
     corners = torch.stack(torch.meshgrid(ticks, ticks, indexing="ij"), dim=-1)
@@ -147,7 +147,7 @@ def test_hutchinson_and_trace_modes_agree_with_exact_on_average():
     noise = torch.randn(1, 4, dtype=torch.float64).expand(5_000, 4)
     values = {}
     for log_det in ("exact", "trace", "hutchinson"):
-        actor = _actor(4, gain=1.0, substeps=8, log_det=log_det)
+        actor = _actor(4, gain=1.0, flow_steps=8, log_det=log_det)
         with torch.no_grad():
             values[log_det] = _log_prob_at_noise(actor, cond, noise)[1]
     assert torch.allclose(values["exact"], values["trace"], atol=5e-3)

@@ -21,7 +21,7 @@ CASES = [("euler", 2), ("euler", 4), ("heun", 2), ("heun", 4)]
 IDS = [f"{integrator}-K{k}" for integrator, k in CASES]
 
 
-def _pair(integrator: str = "heun", substeps: int = 4) -> tuple[FlowWorldModel, FlowWorldModel]:
+def _pair(integrator: str = "heun", flow_steps: int = 4) -> tuple[FlowWorldModel, FlowWorldModel]:
     """Identical models (same seed), without and with checkpointing; random last head layers so
     that the reward and termination heads depend on (z, a)."""
     models = []
@@ -31,7 +31,7 @@ def _pair(integrator: str = "heun", substeps: int = 4) -> tuple[FlowWorldModel, 
             OBS,
             ACT,
             integrator=integrator,
-            substeps=substeps,
+            flow_steps=flow_steps,
             grad_checkpoint=grad_checkpoint,
             **SIZES,
         )
@@ -73,9 +73,9 @@ def _assert_grads_equal(grads_a, grads_b) -> None:
         torch.testing.assert_close(g_b, g_a, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("integrator", "substeps"), CASES, ids=IDS)
-def test_same_values_and_gradients_through_a_rollout(integrator: str, substeps: int) -> None:
-    plain, ckpt = _pair(integrator, substeps)
+@pytest.mark.parametrize(("integrator", "flow_steps"), CASES, ids=IDS)
+def test_same_values_and_gradients_through_a_rollout(integrator: str, flow_steps: int) -> None:
+    plain, ckpt = _pair(integrator, flow_steps)
     obs, actions, tau = _inputs(horizon=5)
     results = []
     for wm in (plain, ckpt):

@@ -291,13 +291,13 @@ def _clamp_renormalise(z: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("integrator", INTEGRATORS)
-@pytest.mark.parametrize("substeps", [1, 2, 4])
-def test_flow_next_equals_integrate(integrator: str, substeps: int, batch) -> None:
-    wm = FlowWorldModel(OBS, ACT, integrator=integrator, substeps=substeps, **SMALL)
+@pytest.mark.parametrize("flow_steps", [1, 2, 4])
+def test_flow_next_equals_integrate(integrator: str, flow_steps: int, batch) -> None:
+    wm = FlowWorldModel(OBS, ACT, integrator=integrator, flow_steps=flow_steps, **SMALL)
     obs, action = batch
     z = wm.encode(obs)
     raw = integrate(
-        lambda x, tau: wm.velocity(x, action, tau), z, num_steps=substeps, method=integrator
+        lambda x, tau: wm.velocity(x, action, tau), z, num_steps=flow_steps, method=integrator
     )
     torch.testing.assert_close(wm.next(z, action), _clamp_renormalise(raw), rtol=0, atol=1e-6)
     wm.project_simnorm = False
@@ -305,7 +305,7 @@ def test_flow_next_equals_integrate(integrator: str, substeps: int, batch) -> No
 
 
 def test_flow_next_euler_one_step_by_hand(batch) -> None:
-    wm = FlowWorldModel(OBS, ACT, integrator="euler", substeps=1, **SMALL)
+    wm = FlowWorldModel(OBS, ACT, integrator="euler", flow_steps=1, **SMALL)
     obs, action = batch
     z = wm.encode(obs)
     # One Euler step from tau = 0 (the source) with dt = 1, then clamp-and-renormalise.
@@ -315,7 +315,7 @@ def test_flow_next_euler_one_step_by_hand(batch) -> None:
 
 def test_flow_next_heun_two_steps_by_hand(batch) -> None:
     wm = FlowWorldModel(OBS, ACT, **SMALL)  # default: heun, K = 2
-    assert (wm.integrator, wm.substeps) == ("heun", 2)
+    assert (wm.integrator, wm.flow_steps) == ("heun", 2)
     obs, action = batch
     x = wm.encode(obs)
     for tau0 in (0.0, 0.5):
@@ -400,7 +400,7 @@ def test_flow_dynamics_error_uniform_sampling_varies(batch) -> None:
 
 
 def test_flow_dynamics_error_zero_for_exact_conditional_velocity(batch, monkeypatch) -> None:
-    wm = FlowWorldModel(OBS, ACT, integrator="euler", substeps=1, **SMALL)
+    wm = FlowWorldModel(OBS, ACT, integrator="euler", flow_steps=1, **SMALL)
     obs, action = batch
     source, target = wm.encode(obs).detach(), _latents(wm)
 
@@ -481,11 +481,11 @@ def test_velocity_net_input_width_and_time_features(freqs: int, batch) -> None:
     ("kwargs", "patterns"),
     [
         ({"integrator": "rk3"}, ["rk3", "euler", "midpoint", "heun", "rk4"]),
-        ({"substeps": 0}, ["0", ">= 1"]),
-        ({"substeps": -2}, ["-2", ">= 1"]),
-        ({"substeps": 1.5}, ["1.5", ">= 1"]),
+        ({"flow_steps": 0}, ["0", ">= 1"]),
+        ({"flow_steps": -2}, ["-2", ">= 1"]),
+        ({"flow_steps": 1.5}, ["1.5", ">= 1"]),
         # True is an int subclass; the integrator itself rejects it, so should the constructor.
-        ({"substeps": True}, ["True", ">= 1"]),
+        ({"flow_steps": True}, ["True", ">= 1"]),
         ({"tau_sampling": "beta"}, ["beta", "uniform", "midpoint"]),
         ({"time_embed_freqs": -1}, ["-1", ">= 0"]),
         ({"grad_checkpoint": "yes"}, ["grad_checkpoint", "'yes'", "bool"]),

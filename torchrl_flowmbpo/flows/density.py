@@ -119,7 +119,7 @@ def integrate_with_log_det(
         x0: the source state ``[..., D]``.
 
     Keyword Args:
-        num_steps: number of substeps ``K`` (an int >= 1).
+        num_steps: number of steps ``K`` (an int >= 1).
         method: one of :data:`~torchrl_flowmbpo.flows.INTEGRATORS`.
         log_det: one of :data:`LOG_DET_METHODS` (see the module docstring).
         generator: random source of the Hutchinson probes (``"hutchinson"`` only).

@@ -1,7 +1,7 @@
 """Fixed-step explicit ODE integrators for flow time ``tau`` running from 0 to 1.
 
 Time convention: ``tau = 0`` is the **source** (the current latent, or noise), ``tau = 1`` the
-**target**. With ``K = num_steps`` substeps the step is ``dt = 1 / K`` and substep ``k`` starts at
+**target**. With ``K = num_steps`` steps the step is ``dt = 1 / K`` and step ``k`` starts at
 ``tau_k = k * dt``.
 
 Everything is plain autograd (no adjoint, no detach, no in-place updates of graph tensors), so a
@@ -75,7 +75,7 @@ def velocity_evaluations(method: str, num_steps: int) -> int:
 
     Args:
         method: one of :data:`INTEGRATORS`.
-        num_steps: number of substeps ``K`` (an int >= 1).
+        num_steps: number of steps ``K`` (an int >= 1).
 
     Returns:
         ``K`` for Euler, ``2K`` for midpoint and Heun, ``4K`` for RK4.
@@ -100,8 +100,8 @@ def integrate(
 ) -> Tensor:
     """Integrate ``dx/dtau = velocity(x, tau)`` from ``tau = 0`` (source) to ``tau = 1`` (target).
 
-    Uses ``num_steps`` fixed substeps of size ``dt = 1 / num_steps``, substep ``k`` starting at
-    ``tau_k = k * dt``. With ``z`` the current state, one substep is:
+    Uses ``num_steps`` fixed steps of size ``dt = 1 / num_steps``, step ``k`` starting at
+    ``tau_k = k * dt``. With ``z`` the current state, one step is:
 
     - ``euler``: ``z + dt * v(z, tau_k)`` (order 1);
     - ``midpoint``: ``k1 = v(z, tau_k)``, ``k2 = v(z + dt/2 * k1, tau_k + dt/2)``,
@@ -120,7 +120,7 @@ def integrate(
         x0: state at ``tau = 0``, shape ``[..., D]``.
 
     Keyword Args:
-        num_steps: number of substeps ``K`` (an int >= 1).
+        num_steps: number of steps ``K`` (an int >= 1).
         method: one of :data:`INTEGRATORS`; ``"heun"`` by default.
 
     Returns:

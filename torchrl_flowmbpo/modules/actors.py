@@ -310,7 +310,7 @@ class FlowActor(ProbabilisticActor):
     Keyword Args:
         hidden: hidden widths of the velocity net.
         integrator: one of :data:`~torchrl_flowmbpo.flows.INTEGRATORS`.
-        substeps: number of integration steps ``K``.
+        flow_steps: number of integration steps ``K``.
         time_embed_freqs: sinusoidal flow-time frequencies fed to the velocity net.
         log_det: how the density's log-determinant is computed, one of
             :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the solve's full
@@ -345,7 +345,7 @@ class FlowActor(ProbabilisticActor):
         *,
         hidden: Sequence[int] = (400, 200, 100),
         integrator: str = "heun",
-        substeps: int = 2,
+        flow_steps: int = 2,
         time_embed_freqs: int = 0,
         log_det: str = "exact",
         velocity_init: str = "default",
@@ -363,7 +363,7 @@ class FlowActor(ProbabilisticActor):
             action_dim,
             hidden=hidden,
             integrator=integrator,
-            substeps=substeps,
+            flow_steps=flow_steps,
             init_log_std=init_log_std,
             min_log_std=min_log_std,
             time_embed_freqs=time_embed_freqs,

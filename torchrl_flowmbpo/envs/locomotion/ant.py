@@ -31,7 +31,7 @@ class AntEnv(LocomotionEnv):
         reset_noise: multiplier of dflex's reset noise; 0 disables it.
         start_height: initial torso height (dflex: 0.75; the feet touch at 0.556).
         action_penalty: weight of ``-||a||^2`` in the reward (dflex: 0).
-        **kwargs: simulator settings (``sim_dt``, ``substeps``, ``capture``).
+        **kwargs: simulator settings (``sim_dt``, ``sim_substeps``, ``capture``).
     """
 
     gear = (15.0,) * 8

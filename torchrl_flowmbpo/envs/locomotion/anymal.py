@@ -40,7 +40,7 @@ class AnymalEnv(LocomotionEnv):
         action_scale: multiplier of the 80 N·m torque scale.
         reset_noise: multiplier of dflex's reset noise; 0 disables it.
         start_height: initial base height (the feet touch at 0.461).
-        **kwargs: simulator settings (``sim_dt``, ``substeps``, ``capture``).
+        **kwargs: simulator settings (``sim_dt``, ``sim_substeps``, ``capture``).
     """
 
     gear = (80.0,) * 12

@@ -66,7 +66,7 @@ class LocomotionEnv(EnvBase):
     """Batched locomotion env: ``num_envs`` Newton worlds behind one TorchRL ``EnvBase``.
 
     Each env step clips the action to [-1, 1], scales it into joint torques, advances the
-    physics by ``substeps * sim_dt`` (1/60 s by default), and returns the new observation,
+    physics by ``sim_substeps * sim_dt`` (1/60 s by default), and returns the new observation,
     the reward of the pre-step observation and clipped action, and the done flags.
     A world is *terminated* when its torso drops below ``termination_height`` or its state is
     non-finite or exceeds 1e6 in magnitude (such a world is reset on the spot, and its
@@ -87,7 +87,7 @@ class LocomotionEnv(EnvBase):
             disables it.
         start_height: torso height of the initial pose, before noise.
         sim_dt: physics time step in seconds.
-        substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
+        sim_substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
         capture: replay a captured Warp graph (faster; results are bit-identical).
     """
 
@@ -112,7 +112,7 @@ class LocomotionEnv(EnvBase):
         reset_noise: float = 1.0,
         start_height: float,
         sim_dt: float = 1.0 / 240.0,
-        substeps: int = 4,
+        sim_substeps: int = 4,
         capture: bool = True,
     ) -> None:
         device = torch.device(device)
@@ -123,14 +123,14 @@ class LocomotionEnv(EnvBase):
         self.action_scale = float(action_scale)
         self.reset_noise = float(reset_noise)
         self.start_height = float(start_height)
-        self.dt = float(sim_dt) * int(substeps)
+        self.dt = float(sim_dt) * int(sim_substeps)
 
         self.sim = NewtonSimulator(
             self._add_robot,
             self.num_envs,
             device=device,
             sim_dt=sim_dt,
-            substeps=substeps,
+            sim_substeps=sim_substeps,
             capture=capture,
         )
         self.num_joints = len(self.default_joint_q)

@@ -71,7 +71,7 @@ class CartPoleEnv(EnvBase):
     """Cartpole swing-up: observation 5, action 1, ``num_envs`` Newton worlds.
 
     Each step clips the action to [-1, 1], pushes the cart with a force of
-    ``action_scale * a`` newtons, advances the physics by ``substeps * sim_dt`` (1/60 s) and
+    ``action_scale * a`` newtons, advances the physics by ``sim_substeps * sim_dt`` (1/60 s) and
     returns the new observation, the reward and the done flags. Episodes are truncated after
     ``episode_length`` steps (SHAC: 240, i.e. 4 s) and never terminate, except when the state
     of a world becomes non-finite or exceeds 1e6 in magnitude: it then terminates, is put back
@@ -122,7 +122,7 @@ class CartPoleEnv(EnvBase):
         reset_noise: multiplier of the uniform reset noise; 0 starts exactly at ``start_angle``.
         start_angle: pole angle at reset in radians from upright (π: swing-up, 0: balance).
         sim_dt: physics time step in seconds.
-        substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
+        sim_substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
         capture: replay a captured Warp graph (faster; results are bit-identical; MuJoCo only).
         differentiable: simulate with ``SolverFeatherstone`` and carry the state in the
             TensorDict, so steps are differentiable (see above).
@@ -152,7 +152,7 @@ class CartPoleEnv(EnvBase):
         start_angle: float = math.pi,
         reward_type: str = "shac",
         sim_dt: float = 1.0 / 240.0,
-        substeps: int = 4,
+        sim_substeps: int = 4,
         capture: bool = True,
         differentiable: bool = False,
     ) -> None:
@@ -167,11 +167,15 @@ class CartPoleEnv(EnvBase):
         self.action_penalty = float(action_penalty)
         self.reset_noise = float(reset_noise)
         self.start_angle = float(start_angle)
-        self.dt = float(sim_dt) * int(substeps)
+        self.dt = float(sim_dt) * int(sim_substeps)
         self.differentiable = bool(differentiable)
         if self.differentiable:
             self.sim = DifferentiableSimulator(
-                self._add_robot, self.num_envs, device=device, sim_dt=sim_dt, substeps=substeps
+                self._add_robot,
+                self.num_envs,
+                device=device,
+                sim_dt=sim_dt,
+                sim_substeps=sim_substeps,
             )
         else:
             self.sim = NewtonSimulator(
@@ -179,7 +183,7 @@ class CartPoleEnv(EnvBase):
                 self.num_envs,
                 device=device,
                 sim_dt=sim_dt,
-                substeps=substeps,
+                sim_substeps=sim_substeps,
                 # No contacts (collisions off, no ground): only the rail limit needs rows.
                 njmax=8,
                 nconmax=8,

@@ -71,7 +71,7 @@ class DifferentiableSimulator:
     """``num_worlds`` copies of a robot stepped by ``SolverFeatherstone`` with exact gradients.
 
     :meth:`step` maps torch tensors ``(joint_q [N, nq], joint_qd [N, nqd], joint_f [N, nqd])`` to
-    the state ``substeps * sim_dt`` seconds later, differentiably (Warp's tape inside a
+    the state ``sim_substeps * sim_dt`` seconds later, differentiably (Warp's tape inside a
     ``torch.autograd.Function``). Without gradients (``torch.no_grad`` or inputs that do not
     require them) nothing is recorded.
 
@@ -90,7 +90,7 @@ class DifferentiableSimulator:
     Keyword Args:
         device: torch / Warp device of the model.
         sim_dt: physics time step in seconds.
-        substeps: physics steps per env step.
+        sim_substeps: physics steps per env step.
 
     Examples:
         >>> from torchrl_flowmbpo.envs.locomotion.cartpole import CartPoleEnv
@@ -109,16 +109,16 @@ class DifferentiableSimulator:
         *,
         device: str | torch.device = "cpu",
         sim_dt: float = 1.0 / 240.0,
-        substeps: int = 4,
+        sim_substeps: int = 4,
     ) -> None:
-        if substeps < 1:
-            raise ValueError(f"substeps must be >= 1, got {substeps}.")
+        if sim_substeps < 1:
+            raise ValueError(f"sim_substeps must be >= 1, got {sim_substeps}.")
         import newton
         import warp as wp
 
         self.num_worlds = int(num_worlds)
         self.device = torch.device(device)
-        self.sim_dt, self.substeps = float(sim_dt), int(substeps)
+        self.sim_dt, self.sim_substeps = float(sim_dt), int(sim_substeps)
         self._wp_device = str(self.device) if self.device.type == "cuda" else "cpu"
         robot = newton.ModelBuilder()
         add_robot(robot)
@@ -162,7 +162,7 @@ class DifferentiableSimulator:
     def step(
         self, joint_q: torch.Tensor, joint_qd: torch.Tensor, joint_f: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The state one env step (``substeps * sim_dt``) after ``(joint_q, joint_qd)``.
+        """The state one env step (``sim_substeps * sim_dt``) after ``(joint_q, joint_qd)``.
 
         Args:
             joint_q: ``[N, nq]`` joint coordinates.
@@ -193,10 +193,10 @@ class DifferentiableSimulator:
         else:
             model = self.model
             buffers = _StepBuffers(
-                states=[model.state() for _ in range(self.substeps + 1)],
+                states=[model.state() for _ in range(self.sim_substeps + 1)],
                 solvers=[
                     newton.solvers.SolverFeatherstone(model, use_tile_gemm=True)
-                    for _ in range(self.substeps)
+                    for _ in range(self.sim_substeps)
                 ],
                 control=model.control(),
             )
@@ -233,7 +233,7 @@ class DifferentiableSimulator:
         tape = wp.Tape() if record else None
         with tape if tape is not None else contextlib.nullcontext():
             newton.eval_fk(self.model, start.joint_q, start.joint_qd, start)
-            for substep in range(self.substeps):
+            for substep in range(self.sim_substeps):
                 state_in, state_out = buffers.states[substep], buffers.states[substep + 1]
                 state_in.clear_forces()
                 buffers.solvers[substep].step(

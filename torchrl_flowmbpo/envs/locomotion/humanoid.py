@@ -35,7 +35,7 @@ class HumanoidEnv(LocomotionEnv):
         action_scale: multiplier of the file gears (dflex's torques were ~1.56x these).
         reset_noise: multiplier of dflex's reset noise; 0 disables it.
         start_height: initial torso height (dflex: 1.35; the feet touch at 1.286).
-        **kwargs: simulator settings (``sim_dt``, ``substeps``, ``capture``).
+        **kwargs: simulator settings (``sim_dt``, ``sim_substeps``, ``capture``).
     """
 
     # File gears in DoF (body-tree) order: abdomen z/y/x, right hip x/z/y, knee, ankle y/x,

@@ -57,7 +57,7 @@ def newton_asset(name: str) -> str:
 class NewtonSimulator:
     """``num_worlds`` copies of one robot (on a ground plane), simulated by ``SolverMuJoCo``.
 
-    One call to :meth:`simulate` advances every world by ``substeps * sim_dt`` seconds by
+    One call to :meth:`simulate` advances every world by ``sim_substeps * sim_dt`` seconds by
     replaying a Warp graph captured at construction (on CPU too: it removes the Python launch
     overhead that otherwise dominates MuJoCo-Warp on CPU).
 
@@ -70,7 +70,7 @@ class NewtonSimulator:
     Keyword Args:
         device: torch / Warp device of the model (``"cpu"`` or ``"cuda:N"``).
         sim_dt: physics time step in seconds.
-        substeps: physics steps per :meth:`simulate` call. Must be even: the captured graph
+        sim_substeps: physics steps per :meth:`simulate` call. Must be even: the captured graph
             bakes in the double-buffer swap, and with an even count the result lands in the
             buffer that the torch views point to.
         njmax: constraint rows per world for MuJoCo-Warp (automatic sizing overflowed under
@@ -97,15 +97,15 @@ class NewtonSimulator:
         *,
         device: str | torch.device = "cpu",
         sim_dt: float = 1.0 / 240.0,
-        substeps: int = 4,
+        sim_substeps: int = 4,
         njmax: int = 200,
         nconmax: int = 100,
         capture: bool = True,
         ground_plane: bool = True,
         verbose: bool = False,
     ) -> None:
-        if substeps < 2 or substeps % 2:
-            raise ValueError(f"substeps must be a positive even number, got {substeps}.")
+        if sim_substeps < 2 or sim_substeps % 2:
+            raise ValueError(f"sim_substeps must be a positive even number, got {sim_substeps}.")
         import warp as wp
 
         log_level = wp.config.log_level
@@ -117,7 +117,7 @@ class NewtonSimulator:
                 num_worlds,
                 device,
                 sim_dt,
-                substeps,
+                sim_substeps,
                 njmax,
                 nconmax,
                 capture,
@@ -132,7 +132,7 @@ class NewtonSimulator:
         num_worlds: int,
         device: str | torch.device,
         sim_dt: float,
-        substeps: int,
+        sim_substeps: int,
         njmax: int,
         nconmax: int,
         capture: bool,
@@ -144,7 +144,7 @@ class NewtonSimulator:
         self.num_worlds = int(num_worlds)
         self.device = torch.device(device)
         self.sim_dt = float(sim_dt)
-        self.substeps = int(substeps)
+        self.sim_substeps = int(sim_substeps)
         wp_device = str(self.device) if self.device.type == "cuda" else "cpu"
 
         robot = newton.ModelBuilder()
@@ -210,13 +210,13 @@ class NewtonSimulator:
 
     def _run_substeps(self) -> None:
         s0, s1 = self.state_0, self.state_1
-        for _ in range(self.substeps):
+        for _ in range(self.sim_substeps):
             s0.clear_forces()
             self.solver.step(s0, s1, self.control, None, self.sim_dt)
             s0, s1 = s1, s0
 
     def simulate(self) -> None:
-        """Advance every world by ``substeps * sim_dt`` seconds under the current ``joint_f``."""
+        """Advance every world by ``sim_substeps * sim_dt`` seconds under the ``joint_f`` set."""
         import warp as wp
 
         with self._on_warp_stream():

@@ -51,7 +51,7 @@ def time_features(tau: torch.Tensor, num_freqs: int) -> torch.Tensor:
 class FlowWorldModel(LatentWorldModel):
     """Latent world model whose transition is an ODE solve of a velocity field ``v(z_tau, a, tau)``.
 
-    ``z_{t+1} = P(ODEint(v, z_t, a_t))`` with ``substeps`` fixed steps of ``integrator``, where
+    ``z_{t+1} = P(ODEint(v, z_t, a_t))`` with ``flow_steps`` fixed steps of ``integrator``, where
     ``P`` is the SimNorm clamp-and-renormalise projection (``project_simnorm``). Reward and
     termination heads read the current latent ``z_t``, as in the MLP model.
 
@@ -64,7 +64,7 @@ class FlowWorldModel(LatentWorldModel):
 
     Keyword Args:
         integrator: one of ``"euler"``, ``"midpoint"``, ``"heun"``, ``"rk4"``.
-        substeps: K, the integration steps per env step.
+        flow_steps: K, the integration steps per env step.
         tau_sampling: ``"uniform"`` (tau ~ U[0, 1]) or ``"midpoint"`` (tau = 0.5) for training.
         project_simnorm: project the integrated latent back onto the SimNorm manifold.
         center_velocity: subtract each SimNorm group's mean velocity, so group sums are preserved.
@@ -92,7 +92,7 @@ class FlowWorldModel(LatentWorldModel):
         action_dim: int,
         *,
         integrator: str = "heun",
-        substeps: int = 2,
+        flow_steps: int = 2,
         tau_sampling: str = "uniform",
         project_simnorm: bool = True,
         center_velocity: bool = False,
@@ -103,8 +103,8 @@ class FlowWorldModel(LatentWorldModel):
         super().__init__(obs_dim, action_dim, **kwargs)
         if integrator not in INTEGRATORS:
             raise ValueError(f"Unknown integrator {integrator!r}; allowed: {INTEGRATORS}.")
-        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
-            raise ValueError(f"substeps must be an integer >= 1, got {substeps!r}.")
+        if isinstance(flow_steps, bool) or not isinstance(flow_steps, int) or flow_steps < 1:
+            raise ValueError(f"flow_steps must be an integer >= 1, got {flow_steps!r}.")
         if tau_sampling not in TAU_SAMPLING_MODES:
             raise ValueError(
                 f"Unknown tau_sampling {tau_sampling!r}; allowed: {TAU_SAMPLING_MODES}."
@@ -113,7 +113,7 @@ class FlowWorldModel(LatentWorldModel):
             raise ValueError(f"time_embed_freqs must be >= 0, got {time_embed_freqs}.")
         if not isinstance(grad_checkpoint, bool):
             raise ValueError(f"grad_checkpoint must be a bool, got {grad_checkpoint!r}.")
-        self.integrator, self.substeps, self.tau_sampling = integrator, substeps, tau_sampling
+        self.integrator, self.flow_steps, self.tau_sampling = integrator, flow_steps, tau_sampling
         self.project_simnorm, self.center_velocity = project_simnorm, center_velocity
         self.time_embed_freqs, self.grad_checkpoint = time_embed_freqs, grad_checkpoint
         time_dim = 1 + 2 * time_embed_freqs
@@ -184,7 +184,7 @@ class FlowWorldModel(LatentWorldModel):
         z1 = integrate(
             lambda z, tau: self.velocity(z, action, tau, **kwargs),
             latent,
-            num_steps=self.substeps,
+            num_steps=self.flow_steps,
             method=self.integrator,
         )
         return simnorm_project(z1, self.simnorm_group) if self.project_simnorm else z1

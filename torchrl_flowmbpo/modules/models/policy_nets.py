@@ -132,7 +132,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
     The velocity net ``u_ψ([z, a_tau, φ(tau)]) → R^A`` has Linear → Mish → LayerNorm hidden layers
     and a plain Linear last layer (signed, unconstrained velocities); ``φ`` is
     :func:`~torchrl_flowmbpo.modules.models.flow_world_model.time_features`. Flow time runs from
-    ``tau = 0`` (source, ``a_0``) to ``tau = 1`` (target, ``a_1``), integrated with ``substeps``
+    ``tau = 0`` (source, ``a_0``) to ``tau = 1`` (target, ``a_1``), integrated with ``flow_steps``
     fixed steps of ``integrator``. The only stochasticity is ``ε ~ N(0, I)``; σ is learnable with
     the same in-place floor as the Gaussian actor. That floor bounds the source noise only: the
     ODE can still contract it, so log the empirical action std as well.
@@ -148,7 +148,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
     Keyword Args:
         hidden: hidden widths of the velocity net.
         integrator: one of :data:`~torchrl_flowmbpo.flows.INTEGRATORS`.
-        substeps: number of integration steps ``K`` (an int >= 1).
+        flow_steps: number of integration steps ``K`` (an int >= 1).
         init_log_std: initial ``log σ`` of the source noise.
         min_log_std: floor of ``log σ``, enforced in place before each use.
         time_embed_freqs: sinusoidal flow-time frequencies in ``φ`` (0: the raw ``tau`` only).
@@ -177,7 +177,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         *,
         hidden: Sequence[int] = (400, 200, 100),
         integrator: str = "heun",
-        substeps: int = 2,
+        flow_steps: int = 2,
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         time_embed_freqs: int = 0,
@@ -194,15 +194,15 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         if integrator not in INTEGRATORS:
             raise ValueError(f"Unknown integrator {integrator!r}; expected one of {INTEGRATORS}.")
         # bool is an int subclass, but True/False as a step count is always a bug.
-        if isinstance(substeps, bool) or not isinstance(substeps, int) or substeps < 1:
-            raise ValueError(f"substeps must be an int >= 1, got {substeps!r}.")
+        if isinstance(flow_steps, bool) or not isinstance(flow_steps, int) or flow_steps < 1:
+            raise ValueError(f"flow_steps must be an int >= 1, got {flow_steps!r}.")
         if isinstance(time_embed_freqs, bool) or not isinstance(time_embed_freqs, int):
             raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
         if time_embed_freqs < 0:
             raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
         super().__init__(action_dim, init_log_std, min_log_std, detach_latent)
         self.integrator = integrator
-        self.substeps = substeps
+        self.flow_steps = flow_steps
         self.time_embed_freqs = time_embed_freqs
         self.log_det = log_det
         time_dim = 1 + 2 * time_embed_freqs
@@ -231,7 +231,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         a1 = integrate(
             lambda a, tau: self.velocity(cond, a, tau),
             a0,
-            num_steps=self.substeps,
+            num_steps=self.flow_steps,
             method=self.integrator,
         )
         return torch.tanh(a1)
@@ -259,7 +259,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         a1, log_det = integrate_with_log_det(
             lambda a, tau: self.velocity(cond, a, tau),
             a0,
-            num_steps=self.substeps,
+            num_steps=self.flow_steps,
             method=self.integrator,
             log_det=self.log_det,
             generator=generator,
