@@ -194,7 +194,7 @@ class TestSymlogTwoHot:
         assert probs[65].item() == pytest.approx(1.0, abs=1e-9)
 
     def test_soft_ce_fit_decodes_rewards_but_mse_fit_collapses_to_zero(self):
-        """Regression test for the Flow-MBPO-PWM fork's reward head (algorithm.md §4, §15.1).
+        """Regression test for the Flow-MBPO-PWM fork's reward head (docs/algorithm.md).
 
         The fork regressed all 101 logits on the scalar reward with MSE. MSE drives every logit to
         r, so the logits are all equal, the softmax is uniform, and a uniform distribution over a

@@ -98,7 +98,7 @@ def test_rollout_matches_plain_loop(wm_cls, termination_head: bool) -> None:
             a = policy.module(z)
             torch.testing.assert_close(traj["latent"][:, t], z, rtol=0, atol=1e-6)
             torch.testing.assert_close(traj["action"][:, t], a, rtol=0, atol=1e-6)
-            # Heads read the current latent z_t, before the transition (algorithm.md §5, §6).
+            # Heads read the current latent z_t, before the transition (docs/algorithm.md).
             torch.testing.assert_close(
                 traj["next", "reward"][:, t], wm.reward(z, a), rtol=0, atol=1e-6
             )

@@ -84,7 +84,7 @@ def test_initial_pose_is_upright(task_env: LocomotionEnv) -> None:
 
 
 def _expected_reward(name: str, obs: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-    """The dflex rewards, written out from the observation layout in algorithm.md."""
+    """The dflex rewards, written out from the observation layouts of docs/tasks.md."""
     a2 = a.pow(2).sum(-1)
     if name == "AntEnv":
         return obs[:, 5] + 0.1 * obs[:, 27] + obs[:, 28] + (obs[:, 0] - 0.27)

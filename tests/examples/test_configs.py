@@ -1,5 +1,6 @@
 """Every config group option and experiment bundle composes and builds its networks, and the
-bundles differ only in the keys they are meant to change (algorithm.md §15, pitfall 9)."""
+bundles differ only in the keys they are meant to change (variants whose configs differ in more
+than the intended keys compare nothing; docs/algorithm.md, "Defaults and PWM's values")."""
 
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def test_shac_bundle_has_no_world_model_and_builds_its_networks(load_script):
 
 
 def test_task_algo_settings_follow_the_env():
-    # Measured on Ant (docs/learning_notes.md, session 5) and used by every locomotion sweep;
+    # Measured on Ant (docs/archive/experiment_log.md) and used by every locomotion sweep;
     # the cartpole defaults were measured with 8.
     envs = {p.stem for p in (CONFIG_DIR / "env").glob("*.yaml")}
     specialised = {p.stem for p in (CONFIG_DIR / "algo_env").glob("*.yaml")}
@@ -139,14 +140,14 @@ def test_bundles_set_their_types(bundles):
 
 
 def test_default_config_is_the_flow_world_model_bundle(bundles):
-    # The measured best on the default task (docs/learning_notes.md, session 3); the PWM
+    # The measured best on the default task (docs/archive/experiment_log.md); the PWM
     # baseline is one override away (experiment=baseline).
     default = flatten(OmegaConf.to_container(compose_config(), resolve=True))
     assert default == bundles["flow_wm"]
 
 
 def test_default_task_is_the_balance_and_every_bundle_uses_the_twohot_head(bundles):
-    # Measured (docs/learning_notes.md, session 6): with the scalar head the default ends at
+    # Measured (docs/algorithm.md, "Reward head"): with the scalar head the default ends at
     # random level on the balance task.
     default = compose_config()
     assert default.env.name == "cartpole" and default.env.kwargs.start_angle == 0.0

@@ -3,15 +3,15 @@
 ``slow`` (excluded from CI; run with ``pytest -m slow tests/examples/test_learning.py``): the
 README's main command exactly (cartpole balance, 46,080 frames, 32 envs, seed 0, two threads),
 about 5-6 minutes on a free 2-core CPU. References on this task, per 240-step episode: uniform
-random actions −1,213, zero action −404, a hand-tuned PD balancer −1.2 (docs/learning_notes.md,
-session 6).
+random actions −1,213, zero action −404, a hand-tuned PD balancer −1.2
+(docs/archive/experiment_log.md).
 """
 
 from __future__ import annotations
 
 import pytest
 
-#: Uniform random actions on the balance task (measured; docs/learning_notes.md).
+#: Uniform random actions on the balance task (measured; docs/archive/experiment_log.md).
 RANDOM_RETURN = -1213.0
 #: The run must beat random by this much (mean of its last two training-episode returns;
 #: measured: 539 for this command, 683-876 for seeds 0-2 with one thread) ...
@@ -20,7 +20,7 @@ MARGIN_OVER_RANDOM = 400.0
 MARGIN_OVER_FIRST = 700.0
 #: ... and never let imagination promise more than this raw reward per step beyond what the
 #: policy earns (diagnostics/exploitation_gap_per_step, last three diagnostics; the collapsed
-#: runs of docs/learning_notes.md showed +3 to +5 normalised units).
+#: runs of docs/archive/experiment_log.md showed +3 to +5 normalised units).
 MAX_GAP_PER_STEP = 3.0
 
 #: The README's main command (no overrides) in a test-owned run directory.

@@ -44,7 +44,7 @@ def _last_linear(actor) -> torch.nn.Linear:
 
 def test_parameter_counts_match_reference():
     numel = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    # algorithm.md §2: latent 512, Ant's 8 actions. 512·400+400 + LN 800 + 400·200+200 + LN 400
+    # Latent 512, Ant's 8 actions. 512·400+400 + LN 800 + 400·200+200 + LN 400
     # + 200·100+100 + LN 200 + 100·8+8 + log σ 8 = 307,716.
     assert numel(GaussianActor(512, 8)) == 307_716
     # FlowActor input [z, a, tau] is 512+8+1 = 521: 521·400+400 = 208,800, + LN 800 + 80,200

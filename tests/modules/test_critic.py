@@ -23,7 +23,7 @@ def _td(latent: torch.Tensor) -> TensorDict:
 
 
 def test_parameter_count_matches_reference():
-    # algorithm.md §2: per member 512·400+400 + LN 800 + 400·200+200 + LN 400 + 200·1+1
+    # Per member 512·400+400 + LN 800 + 400·200+200 + LN 400 + 200·1+1
     # = 286,801; three members = 860,403.
     assert sum(p.numel() for p in VCritic(512).parameters()) == 860_403
 

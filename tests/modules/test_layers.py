@@ -91,8 +91,9 @@ class TestSimNormProject:
         one_hot = torch.zeros(2, 16)
         one_hot[0, 3] = one_hot[0, 8] = one_hot[1, 7] = one_hot[1, 15] = 1.0
         torch.testing.assert_close(simnorm_project(one_hot, GROUP), one_hot, rtol=0, atol=1e-5)
-        # The pitfall (algorithm.md §6, §15.4): a softmax "projection" is not the identity on the
-        # manifold; it flattens a one-hot group to (e/(e+7), 1/(e+7), ...) ≈ (0.28, 0.10, ...).
+        # The pitfall (docs/algorithm.md, "Flow world model"): a softmax "projection" is not the
+        # identity on the manifold; it flattens a one-hot group to (e/(e+7), 1/(e+7), ...) ≈
+        # (0.28, 0.10, ...).
         flattened = SimNorm(GROUP)(one_hot)
         assert _groups(flattened).max(-1).values.max() < 0.3
         torch.testing.assert_close(

@@ -65,7 +65,7 @@ def _latents(wm: LatentWorldModel, n: int = 5) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Parameter counts (algorithm.md §2 and §6)
+# Parameter counts (docs/algorithm.md, "World model" and "Flow world model")
 # --------------------------------------------------------------------------------------------
 ANT_OBS, ANT_ACT = 37, 8
 
@@ -109,7 +109,7 @@ def test_preset_kwargs_override() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Initialisation (algorithm.md §2, §4, §5)
+# Initialisation (docs/algorithm.md, "World model", "Reward head", "Termination head")
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", WM_CLASSES)
 @pytest.mark.parametrize("reward_head", ["scalar", "twohot"])
@@ -121,7 +121,7 @@ def test_initial_reward_is_exactly_zero(cls, reward_head: str, batch) -> None:
     assert torch.equal(out, torch.zeros_like(out))
     reward = wm.reward(wm.encode(obs), action)
     assert reward.shape == (5, 1)
-    # algorithm.md §4: "the zeroed last layer makes the first decoded reward exactly 0".
+    # docs/algorithm.md, "Reward head": the zeroed last layer makes the first decoded reward 0.
     assert torch.equal(reward, torch.zeros_like(reward)), reward.flatten().tolist()
 
 
@@ -234,7 +234,7 @@ def test_flow_next_unprojected_leaves_manifold(batch) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Regression: the fork's SimNorm velocity head (algorithm.md §6 "Why not SimNorm", §15.3)
+# Regression: the fork's SimNorm velocity head (docs/algorithm.md, "Flow world model")
 # --------------------------------------------------------------------------------------------
 def test_velocity_head_is_plain_linear() -> None:
     wm = FlowWorldModel(OBS, ACT, **SMALL)
@@ -517,7 +517,7 @@ def test_invalid_latent_dim() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Reward loss and decoding (algorithm.md §4)
+# Reward loss and decoding (docs/algorithm.md, "Reward head")
 # --------------------------------------------------------------------------------------------
 REWARDS = torch.tensor([[-30.0], [-1.5], [0.0], [0.3], [math.e - 1], [7.0], [5e4]])
 

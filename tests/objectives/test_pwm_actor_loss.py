@@ -1,4 +1,7 @@
-"""Tests for the PWM actor loss (algorithm.md §5, §9): closed forms, isolation, trajectory, keys."""
+"""Tests for the PWM actor loss: closed forms, isolation, trajectory, keys.
+
+The loss is specified in docs/algorithm.md, "Actor loss".
+"""
 
 from __future__ import annotations
 
@@ -205,7 +208,7 @@ def test_loss_dtype_matches_model_dtype(models):
 
 
 def _reference_return(z0, k, *, horizon, gamma, alpha, logit, eta, c0, detach):
-    """The §5 return written as a plain loop (β = 0, V = c_0): z_t = z_0 + t k,
+    """The imagined return with continue weights as a plain loop (β = 0, V = c_0): z_t = z_0 + t k,
     c_t = 1 − σ(ℓ_0 + η z_t), Γ_0 = 1, Γ_{t+1} = Γ_t c_t, J = Σ γ^t Γ_t α z_t + γ^H Γ_H c_0."""
     z, survival, ret = z0, torch.ones_like(z0), torch.zeros_like(z0)
     for t in range(horizon):

@@ -1,4 +1,7 @@
-"""Tests for the PWM value loss (algorithm.md §5, §8): TD(λ) numbers, isolation, target critic."""
+"""Tests for the PWM value loss: TD(λ) numbers, isolation, target critic.
+
+The loss is specified in docs/algorithm.md, "Critic".
+"""
 
 from __future__ import annotations
 
@@ -198,8 +201,9 @@ def test_gradients_reach_every_member_never_targets(models):
 
 @pytest.mark.filterwarnings("ignore:No target network updater")
 def test_soft_update_after_forward_moves_targets_by_tau(models):
-    # SoftUpdate built after a forward (the to_module pitfall of torchrl_api.md §3 would raise
-    # "the target parameter is part of a graph"), then step(): θ' ← θ' + τ (θ − θ').
+    # SoftUpdate built after a forward (target parameters left attached to the forward's graph by
+    # `to_module` would raise "the target parameter is part of a graph"), then step():
+    # θ' ← θ' + τ (θ − θ').
     loss = PWMValueLoss(models.critic(), target_critic=True)
     traj = loss.compute_value_targets(_random_trajectory(models.latent_dim))
     loss(traj)["loss_value"].backward()

@@ -1,4 +1,7 @@
-"""Tests for the world-model loss (algorithm.md §3–§6): golden values, learning, isolation, keys."""
+"""Tests for the world-model loss: golden values, learning, isolation, keys.
+
+The loss is specified in docs/algorithm.md, "World-model loss" and "Flow world model".
+"""
 
 from __future__ import annotations
 
@@ -69,7 +72,7 @@ class LinearWorldModel(PWMWorldModel):
 def _hand_wm_loss(
     wm: LinearWorldModel, batch: TensorDict, horizon: int, rho: float, pos_weight: float
 ):
-    """algorithm.md §3/§5 written out step by step (time is dim 1 of the [B, T] slices).
+    """The world-model loss written out step by step (time is dim 1 of the [B, T] slices).
 
     z_0 = E(o_0); for t < H: r̂_t = R(z_t, a_t), ℓ_t = T(z_t, a_t), z_{t+1} = F(z_t, a_t),
     ẑ_{t+1} = E(o_{t+1}) with o_{t+1} = ("next", "observation")[:, t].

@@ -21,7 +21,7 @@ __all__ = ["PWMActorLoss"]
 
 
 class PWMActorLoss(PathwiseActorLoss):
-    """First-order actor loss of PWM through H-step imagined rollouts (algorithm.md §5, §9).
+    """First-order actor loss of PWM through H-step rollouts (docs/algorithm.md, "Actor loss").
 
     From real start observations ``o_0``: ``z_0 = E(o_0)``, then the actor (sampled, RANDOM
     exploration) is rolled out for ``horizon`` steps in an :class:`ImaginedLatentEnv`. With

@@ -20,7 +20,7 @@ CRITIC_TARGETS = ("td_lambda", "one_step")
 
 
 class PWMValueLoss(LossModule):
-    """TD(λ) value loss on an imagined trajectory (algorithm.md §8).
+    """TD(λ) value loss on an imagined trajectory (docs/algorithm.md, "Critic").
 
     :meth:`compute_value_targets` is called once per imagined trajectory (the output of
     :class:`~torchrl_flowmbpo.objectives.PWMActorLoss`): it evaluates ``V_{t+1} = min_k

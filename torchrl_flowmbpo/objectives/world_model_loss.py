@@ -20,7 +20,7 @@ FLOW_SOURCES = ("rollout", "teacher")
 
 
 class WorldModelLoss(LossModule):
-    """World-model loss of PWM on replay slices (algorithm.md §3–§6).
+    """World-model loss of PWM on replay slices (docs/algorithm.md, "World-model loss").
 
     On slices of ``[B, T]`` consecutive transitions (``T >= horizon``) the first ``horizon``
     transitions are used: ``z_0 = E(o_0)``, then ``z_{t+1} = next(z_t, a_t)`` autoregressively

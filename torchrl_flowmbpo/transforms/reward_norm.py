@@ -1,4 +1,4 @@
-"""Reward normalisation with explicitly updated running statistics (algorithm spec, section 10).
+"""Reward normalisation with explicitly updated running statistics.
 
 PWM standardises rewards, ``clip((r - mean) / sqrt(var + 1e-5), -5, 5)``, and updates its
 statistics on every sampled batch, so a reward drawn k times is counted k times. Subtracting the
@@ -6,7 +6,7 @@ mean also changes the task when episodes can terminate early: once terminated, a
 while every step with a below-mean reward earns a negative amount, so ending early can look better
 than continuing. The default here is therefore ``mode="scale"``, ``r / sqrt(var + 1e-5)``, which
 keeps the sign of every reward, and the statistics change only through :meth:`update`, called once
-on each batch of newly collected frames.
+on each batch of newly collected frames (docs/algorithm.md, "Normalisations").
 """
 
 from __future__ import annotations

@@ -88,8 +88,8 @@ class CartPoleEnv(EnvBase):
         g(v, m) = exp(-ln(10) (v/m)²)   (1 at 0, 0.1 at |v| = m)
 
     A learned model with bounded (SimNorm) latents cannot follow a cost that grows without bound
-    beyond the states it has seen; the bounded reward keeps that error bounded too
-    (docs/learning_notes.md).
+    beyond the states it has seen, and an energy-pumping policy exploits the flattened cost; the
+    bounded reward keeps that error bounded too (docs/tasks.md, "Cartpole").
 
     Differentiable mode (``differentiable=True``): the physics runs on Newton's
     ``SolverFeatherstone`` under a Warp tape (:class:`DifferentiableSimulator`), and the state
