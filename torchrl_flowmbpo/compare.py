@@ -29,14 +29,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from torchrl_flowmbpo.config import CONFIG_DIR, register_configs
 from torchrl_flowmbpo.provenance import CONFIG_FILE
 from torchrl_flowmbpo.serialization import UnreadableFileError, load_weights_only
 
 __all__ = ["ABSENT", "ConfigSourceError", "differing_keys", "flatten", "load_config", "main"]
 
 ABSENT = "(absent)"
-#: The repository's Hydra configs (an editable install from a clone).
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class ConfigSourceError(ValueError):
@@ -67,6 +66,7 @@ def _compose(overrides: list[str], config_dir: Path) -> dict[str, Any]:
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
+    register_configs()
     try:
         with initialize_config_dir(str(config_dir.resolve()), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
@@ -85,7 +85,7 @@ def _from_checkpoint(path: Path) -> dict[str, Any]:
     return dict(state["config"])
 
 
-def load_config(source: str, config_dir: str | os.PathLike = DEFAULT_CONFIG_DIR) -> dict:
+def load_config(source: str, config_dir: str | os.PathLike = CONFIG_DIR) -> dict:
     """The resolved configuration of ``source`` (see the module docstring for the kinds)."""
     path = Path(source)
     if path.is_dir():
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("b", help="the same kinds as A")
     parser.add_argument(
         "--config-dir",
-        default=str(DEFAULT_CONFIG_DIR),
+        default=str(CONFIG_DIR),
         help="Hydra config directory for override sources (default: the repository's configs/)",
     )
     args = parser.parse_args(argv)
