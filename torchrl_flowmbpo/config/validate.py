@@ -95,6 +95,17 @@ def _check_task(cfg: DictConfig) -> None:
             )
 
 
+def _check_models(cfg: DictConfig) -> None:
+    """Constraints between keys that the model and loss constructors would refuse later."""
+    if "actor" in cfg and cfg.actor.init_log_std < cfg.actor.min_log_std:
+        allowed = f"a value >= actor.min_log_std={cfg.actor.min_log_std} (the floor)"
+        raise _refuse("actor.init_log_std", cfg.actor.init_log_std, allowed)
+    algo = cfg.algo
+    if "reward_clip" in algo and algo.reward_clip is not None and algo.reward_norm == "none":
+        allowed = "null with algo.reward_norm=none (a clip of unnormalised rewards)"
+        raise _refuse("algo.reward_clip", algo.reward_clip, allowed)
+
+
 def _check_pwm(cfg: DictConfig) -> None:
     # Imported here: the controllers belong to the research diagnostics, not to the schema.
     from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
@@ -102,6 +113,10 @@ def _check_pwm(cfg: DictConfig) -> None:
     differentiable = "differentiable" in task_kwargs(cfg.env.name)
     if cfg.algo.name == "shac" and not differentiable:
         raise _refuse("env.name", cfg.env.name, "a task with a differentiable simulator (cartpole)")
+    window = cfg.env.num_envs * cfg.algo.horizon
+    if cfg.algo.name == "shac" and cfg.collector.total_frames < window:
+        allowed = f"at least one SHAC window: env.num_envs x algo.horizon = {window}"
+        raise _refuse("collector.total_frames", cfg.collector.total_frames, allowed)
     if cfg.algo.name == "pwm" and cfg.world_model is None:
         raise _refuse("world_model", None, "mlp or flow (PWM learns a world model)")
     if cfg.diagnostics.exact_gradient and not differentiable:
@@ -147,6 +162,8 @@ def validate(cfg: DictConfig) -> None:
             cfg.collector.frames_per_batch,
             f"a multiple of env.num_envs={cfg.env.num_envs}",
         )
+    if "algo" in cfg:
+        _check_models(cfg)
     if "algo" in cfg and "collector" in cfg:
         _check_pwm(cfg)
     if "steps" in cfg and cfg.dataset.path is None:
