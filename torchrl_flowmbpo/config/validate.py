@@ -235,4 +235,4 @@ def describe_error(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if cause is not error:
         lines += [line.strip() for line in str(cause).splitlines()[:1]]
-    return "; ".join(lines[:2]) + ("" if lines[-1].endswith(".") else ".")
+    return "; ".join(line.rstrip(".:") for line in lines[:2]) + "."
