@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["UnreadableFileError", "load_weights_only"]
+__all__ = ["UnreadableFileError", "blocked_global_reason", "load_weights_only"]
 
-_BLOCKED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+#: Both of torch's phrasings: "Unsupported global: GLOBAL x", "unsupported GLOBAL x whose ...".
+_BLOCKED_GLOBAL = re.compile(r"unsupported (?:global: )?GLOBAL (\S+)", re.IGNORECASE)
 #: What ``torch.save`` files start with: a zip archive, or a pickle's protocol opcode.
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = 0x80
@@ -39,13 +40,28 @@ class UnreadableFileError(ValueError):
     """A file that weights-only loading cannot read; the message is one line."""
 
 
-def _reason(path: Path, err: BaseException) -> str:
+def blocked_global_reason(err: BaseException) -> str | None:
+    """The one-line reason for a weights-only load that refused a global, else None.
+
+    Examples:
+        >>> blocked_global_reason(RuntimeError("Unsupported global: GLOBAL posix.system was"))
+        'holds code or objects that weights-only loading refuses (blocked global: posix.system)'
+        >>> blocked_global_reason(RuntimeError("truncated")) is None
+        True
+    """
     blocked = _BLOCKED_GLOBAL.search(str(err))
+    if blocked is None:
+        return None
+    return (
+        "holds code or objects that weights-only loading refuses "
+        f"(blocked global: {blocked.group(1)})"
+    )
+
+
+def _reason(path: Path, err: BaseException) -> str:
+    blocked = blocked_global_reason(err)
     if blocked:
-        return (
-            "holds code or objects that weights-only loading refuses "
-            f"(blocked global: {blocked.group(1)}); it is not loaded"
-        )
+        return f"{blocked}; it is not loaded"
     with path.open("rb") as file:
         head = file.read(4)
     if not head:
