@@ -1,0 +1,152 @@
+"""trainers.run_checkpointer: a resume restores everything a run needs, so a toy loop killed with
+SIGKILL and resumed ends with bit-identical weights; config changes and old runs are handled."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from torchrl_flowmbpo.trainers.run_checkpointer import ConfigChangedError, RunCheckpointer
+
+#: A toy loop with every ingredient of a training run: a replay buffer sampled with the torch
+#: RNG, data from torch/NumPy/Python RNGs and an env-like generator, Adam and an LR schedule.
+TOY_LOOP = """
+import os, random, signal, sys
+import numpy as np, torch
+from omegaconf import OmegaConf
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+from tensordict import TensorDict
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
+
+run_dir, kill_at, total = sys.argv[1], int(sys.argv[2]), 12
+cfg = OmegaConf.create({"seed": 0, "variant": "toy", "checkpoint": {"interval": 3}, "lr": 0.01})
+torch.manual_seed(0); np.random.seed(0); random.seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.1, total_iters=total)
+buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(1000), batch_size=16)
+env_rng = torch.Generator().manual_seed(1)
+counters, history = {"iteration": 0}, {"loss": []}
+ckpt = RunCheckpointer(os.path.join(run_dir, "checkpoints"), cfg, {"net": net}, {"net": opt},
+    counters=counters, history=history, specs={}, schedulers={"net": sched},
+    replay_buffer=buffer, generators={"env": env_rng}, every_minutes=1e9)
+ckpt.resume()
+ckpt.restore_rng()
+while counters["iteration"] < total:
+    x = torch.randn(8, 4, generator=env_rng) + float(np.random.rand()) + random.random()
+    buffer.extend(TensorDict({"x": x, "y": x.sum(-1, keepdim=True)}, [8]))
+    batch = buffer.sample()
+    loss = (net(batch["x"]) - batch["y"]).pow(2).mean()
+    opt.zero_grad(); loss.backward(); opt.step(); sched.step()
+    counters["iteration"] += 1
+    history["loss"].append([counters["iteration"], float(loss)])
+    if ckpt.due():
+        ckpt.save()
+    if counters["iteration"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+ckpt.save(finished=True)
+torch.save({k: v.clone() for k, v in net.state_dict().items()}, os.path.join(run_dir, "w.pt"))
+"""
+
+
+def _toy(run_dir, kill_at: int) -> int:
+    args = [sys.executable, "-c", TOY_LOOP, str(run_dir), str(kill_at)]
+    return subprocess.run(args, timeout=300).returncode
+
+
+def test_a_toy_run_killed_and_resumed_ends_with_bit_identical_weights(tmp_path):
+    assert _toy(tmp_path / "straight", kill_at=-1) == 0
+    # Killed after the checkpoint of iteration 6 and again between checkpoints (iteration 8).
+    assert _toy(tmp_path / "killed", kill_at=6) == -signal.SIGKILL
+    assert _toy(tmp_path / "killed", kill_at=8) == -signal.SIGKILL
+    assert _toy(tmp_path / "killed", kill_at=-1) == 0
+    straight = torch.load(tmp_path / "straight" / "w.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "killed" / "w.pt", weights_only=True)
+    for name, value in straight.items():
+        assert torch.equal(value, resumed[name]), name
+
+
+def _checkpointer(run_dir, **overrides):
+    cfg = OmegaConf.create(
+        {"seed": 0, "variant": "toy", "checkpoint": {"interval": 2}, "lr": 0.01, "threads": 1}
+    )
+    cfg.merge_with(overrides)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
+    counters = {"iteration": 0, "frames": 0}
+    seen = []
+    ckpt = RunCheckpointer(
+        run_dir / "checkpoints",
+        cfg,
+        {"net": net},
+        {"net": opt},
+        counters=counters,
+        history={"eval/return": []},
+        specs={"net": {"in": 3}},
+        warn=seen.append,
+    )
+    return ckpt, net, seen
+
+
+def test_a_changed_config_is_refused_naming_the_keys(tmp_path):
+    first, _, _ = _checkpointer(tmp_path)
+    first.counters["iteration"] = 2
+    first.save()
+    second, _, _ = _checkpointer(tmp_path, lr=0.5, threads=4)
+    with pytest.raises(ConfigChangedError, match=r"lr: 0\.01 there, 0\.5 now") as err:
+        second.resume()
+    assert "threads" not in str(err.value).split("Keys a resume")[0]
+    assert first.checkpoints.candidates()  # the checkpoint is kept, not set aside
+
+
+def test_the_finished_flag_and_the_counters_come_back(tmp_path):
+    first, net, _ = _checkpointer(tmp_path)
+    first.counters.update(iteration=4, frames=256)
+    first.history["eval/return"].append([256, 3.5])
+    first.save(eval_return=3.5, finished=True)
+    second, other, _ = _checkpointer(tmp_path)
+    torch.nn.init.zeros_(other.weight)
+    assert second.resume() == first.last_path and second.finished
+    assert second.counters == {"iteration": 4, "frames": 256}
+    assert second.history == {"eval/return": [[256, 3.5]]}
+    assert torch.equal(other.weight, net.weight)
+
+
+def test_a_buffer_over_the_limit_is_not_saved_and_the_loss_is_said_once(tmp_path):
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+
+    ckpt, _, seen = _checkpointer(tmp_path)
+    ckpt.replay_buffer = ReplayBuffer(storage=LazyTensorStorage(100_000))
+    ckpt.replay_buffer.extend(torch.zeros(10, 8))
+    ckpt.max_buffer_bytes = 1024
+    ckpt.counters["iteration"] = 2
+    ckpt.save()
+    ckpt.counters["iteration"] = 4
+    path = ckpt.save()
+    from torchrl_flowmbpo.trainers.checkpointing import read_checkpoint
+
+    assert "replay_buffer" not in read_checkpoint(path)[0]
+    (note,) = seen
+    assert "max_buffer_mb" in note and "init_random_frames" in note
+
+
+def test_rng_states_are_restored_only_when_asked(tmp_path):
+    ckpt, _, _ = _checkpointer(tmp_path)
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    ckpt.counters["iteration"] = 2
+    ckpt.save()
+    expected = torch.rand(1), np.random.rand(), random.random()
+    second, _, _ = _checkpointer(tmp_path)
+    second.resume()
+    second.restore_rng()
+    assert (torch.rand(1), np.random.rand(), random.random()) == expected

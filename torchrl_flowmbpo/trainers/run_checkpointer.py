@@ -1,0 +1,223 @@
+"""A training run's checkpoints and resume: what is saved, when, and how a rerun continues.
+
+:class:`RunCheckpointer` binds a loop's live objects (modules, optimisers, LR schedules,
+counters, learning curve, replay buffer, RNGs) to :class:`~torchrl_flowmbpo.trainers.
+checkpointing.RunCheckpoints`. A rerun in the same run directory resumes from the newest sound
+checkpoint (bad ones are set aside), refuses a config that differs outside the keys a resume may
+change, and knows when the run it resumes had already finished.
+
+What a resume restores: every weight, optimiser and LR-schedule state, the counters and the
+learning curve, the Python/NumPy/torch RNGs and the environments' generators, and the replay
+buffer when its storage fits ``max_buffer_mb``. What it cannot: the episodes in progress at the
+checkpoint (the environments restart from a reset), and a replay buffer above the limit (the
+resumed run refills it with ``init_random_frames`` of its budget and trains on fresher data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from torchrl_flowmbpo.trainers.checkpointing import (
+    CheckpointSchedule,
+    RunCheckpoints,
+    capture_rng,
+    restore_rng,
+    state_nbytes,
+)
+from torchrl_flowmbpo.trainers.logs import report
+from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
+
+__all__ = ["ConfigChangedError", "RunCheckpointer"]
+
+
+class ConfigChangedError(ValueError):
+    """A rerun's config differs from its checkpoint's in keys a resume may not change."""
+
+
+class RunCheckpointer:
+    """A run's checkpoints in ``directory``: save on schedule, resume the newest sound one.
+
+    Args:
+        directory: where the checkpoints are written (``<run dir>/checkpoints``).
+        cfg: the run's config (stored resolved in the manifest; a resume compares it).
+        modules: the modules whose state dicts are saved, by name.
+        optimizers: the optimisers, by name.
+
+    Keyword Args:
+        counters: the run's counters (updated in place on a resume).
+        history: the learning curve's points (replaced in place on a resume).
+        specs: the constructor specs stored to rebuild the networks.
+        schedulers: the LR schedulers, by name.
+        replay_buffer: saved with each checkpoint when its storage is at most
+            ``max_buffer_mb`` (None: never saved).
+        generators: RNGs besides the process's (e.g. the environments'), by name.
+        before_save: called before each save (e.g. a dataset recorder's commit).
+        counter: the counter that numbers the checkpoints.
+        may_change: config keys a resume may change.
+        keep_last: checkpoints kept besides the best by evaluation return.
+        every_minutes: wall-clock minutes between checkpoints (besides ``cfg.checkpoint.
+            interval`` iterations).
+        max_buffer_mb: the largest replay-buffer storage saved, in MiB.
+        warn: where one-line warnings go.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        cfg: DictConfig,
+        modules: Mapping[str, torch.nn.Module],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        *,
+        counters: dict[str, Any],
+        history: dict[str, Any],
+        specs: dict[str, Any],
+        schedulers: Mapping[str, Any] | None = None,
+        replay_buffer: Any = None,
+        generators: Mapping[str, torch.Generator] | None = None,
+        before_save: Callable[[], None] | None = None,
+        counter: str = "iteration",
+        may_change: tuple[str, ...] = RESUMABLE_CHANGES,
+        keep_last: int = 3,
+        every_minutes: float = 5.0,
+        max_buffer_mb: float = 256.0,
+        warn: Callable[[str], None] = report,
+    ) -> None:
+        self.cfg, self.modules, self.optimizers = cfg, modules, optimizers
+        self.schedulers = schedulers or {}
+        self.counters, self.history, self.specs = counters, history, specs
+        self.replay_buffer, self.generators = replay_buffer, generators or {}
+        self.before_save, self.counter, self.may_change = before_save, counter, may_change
+        self.max_buffer_bytes = max_buffer_mb * 2**20
+        self.warn = warn
+        self.checkpoints = RunCheckpoints(directory, keep_last=keep_last, warn=warn)
+        self.schedule = CheckpointSchedule(cfg.checkpoint.interval, every_minutes)
+        #: The last checkpoint written or resumed from (what a failed run names).
+        self.last_path: Path | None = None
+        #: Whether the checkpoint resumed from was written at the end of its run.
+        self.finished = False
+        self._rng_state: Mapping[str, Any] | None = None
+        self._buffer_note_shown = False
+
+    def _run_state(self) -> dict[str, Any]:
+        return {
+            "modules": {name: module.state_dict() for name, module in self.modules.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "schedulers": {name: s.state_dict() for name, s in self.schedulers.items()},
+            "counters": dict(self.counters),
+            "history": self.history,
+            "specs": self.specs,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "variant": self.cfg.variant,
+            "seed": self.cfg.seed,
+        }
+
+    def _buffer_state(self) -> dict[str, Any] | None:
+        if self.replay_buffer is None or len(self.replay_buffer) == 0:
+            return None
+        state = self.replay_buffer.state_dict()
+        size = state_nbytes(state)
+        if size <= self.max_buffer_bytes:
+            return state
+        if not self._buffer_note_shown:
+            self._buffer_note_shown = True
+            self.warn(
+                f"Note: the replay buffer ({size / 2**20:.0f} MiB) exceeds "
+                f"checkpoint.max_buffer_mb={self.max_buffer_bytes / 2**20:g}; it is not saved, "
+                "so a resume refills it with init_random_frames of fresh data."
+            )
+        return None
+
+    def due(self) -> bool:
+        """Whether the schedule (iterations or wall-clock) asks for a checkpoint now."""
+        return self.schedule.due(self.counters[self.counter])
+
+    def save(self, *, eval_return: float | None = None, finished: bool = False) -> Path:
+        """Writes the run's state as the checkpoint of the current counter; returns its path.
+
+        Args:
+            eval_return: the latest evaluation return (the rotation keeps the best).
+            finished: whether the run has done all its frames (a rerun then does nothing).
+
+        Raises:
+            NonFiniteStateError: a weight or optimiser state is not finite; nothing is
+                written and :attr:`last_path` still names the last good checkpoint.
+        """
+        if self.before_save is not None:
+            self.before_save()
+        states = {"run": self._run_state(), "rng": capture_rng(self.generators)}
+        buffer = self._buffer_state()
+        if buffer is not None:
+            states["replay_buffer"] = buffer
+        metadata = {
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "counters": dict(self.counters),
+            "eval_return": eval_return,
+            "finished": finished,
+        }
+        step = int(self.counters[self.counter])
+        self.last_path = self.checkpoints.save(states, step=step, metadata=metadata)
+        self.schedule.saved()
+        return self.last_path
+
+    def _check_config(self, path: Path, config: Mapping[str, Any]) -> None:
+        resolved = OmegaConf.to_container(self.cfg, resolve=True)
+        changes = config_changes(config, resolved, self.may_change)
+        if changes:
+            listed = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changes.items())
+            raise ConfigChangedError(
+                f"{path} was written with another config ({listed}). Resuming would mix two "
+                "configurations in one run: rerun with the checkpoint's values or use a new "
+                f"hydra.run.dir. Keys a resume may change: {', '.join(self.may_change)}."
+            )
+
+    def resume(self) -> Path | None:
+        """Restores the newest sound checkpoint, if any, into the run's objects.
+
+        Staging files of killed writes are removed first (call it while holding the run's
+        lock). The RNG states are kept for :meth:`restore_rng`, which the loop calls right
+        before it starts, after every object that draws random numbers while it is built.
+
+        Returns:
+            The checkpoint's path, or None for a new run.
+
+        Raises:
+            ConfigChangedError: the run's config differs from the checkpoint's (keys named).
+            LegacyCheckpointError: the directory holds only checkpoints of the old format.
+        """
+        self.checkpoints.remove_leftovers()
+        found = self.checkpoints.load_newest_valid()
+        if found is None:
+            return None
+        path, states, manifest = found
+        self._check_config(path, states["run"].get("config", manifest["metadata"]["config"]))
+        run = states["run"]
+        for name, module in self.modules.items():
+            module.load_state_dict(run["modules"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(run["optimizers"][name])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(run["schedulers"][name])
+        self.counters.update(run["counters"])
+        self.history.clear()
+        self.history.update(run["history"])
+        if self.replay_buffer is not None and "replay_buffer" in states:
+            self.replay_buffer.load_state_dict(states["replay_buffer"])
+        self._rng_state = states.get("rng")
+        self.finished = bool(manifest["metadata"].get("finished", False))
+        self.last_path = path
+        return path
+
+    @property
+    def restored_buffer(self) -> bool:
+        """Whether the resumed checkpoint refilled the replay buffer."""
+        return self.replay_buffer is not None and len(self.replay_buffer) > 0
+
+    def restore_rng(self) -> None:
+        """Puts back the RNG states of the checkpoint resumed from (nothing for a new run)."""
+        if self._rng_state is not None:
+            restore_rng(self._rng_state, self.generators)
