@@ -34,6 +34,9 @@ from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
 
 __all__ = ["ConfigChangedError", "RunCheckpointer"]
 
+#: The collector's state a resume needs (TorchRL's ``Collector.state_dict`` keys).
+_COLLECTOR_KEYS = ("frames", "iter", "traj_pool")
+
 
 class ConfigChangedError(ValueError):
     """A rerun's config differs from its checkpoint's in keys a resume may not change."""
@@ -101,6 +104,8 @@ class RunCheckpointer:
         #: Whether the checkpoint resumed from was written at the end of its run.
         self.finished = False
         self._rng_state: Mapping[str, Any] | None = None
+        self._collector_state: Mapping[str, Any] | None = None
+        self.collector: Any = None
         self._buffer_note_shown = False
 
     def _run_state(self) -> dict[str, Any]:
@@ -153,6 +158,11 @@ class RunCheckpointer:
         buffer = self._buffer_state()
         if buffer is not None:
             states["replay_buffer"] = buffer
+            if self.collector is not None:
+                # Its trajectory counter: new trajectories must not reuse the ids of the saved
+                # buffer's, or slices would join them (the policy and env parts are not needed).
+                collector = self.collector.state_dict()
+                states["collector"] = {k: collector[k] for k in _COLLECTOR_KEYS if k in collector}
         metadata = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "counters": dict(self.counters),
@@ -207,6 +217,7 @@ class RunCheckpointer:
         self.history.update(run["history"])
         if self.replay_buffer is not None and "replay_buffer" in states:
             self.replay_buffer.load_state_dict(states["replay_buffer"])
+            self._collector_state = states.get("collector")
         self._rng_state = states.get("rng")
         self.finished = bool(manifest["metadata"].get("finished", False))
         self.last_path = path
@@ -216,6 +227,17 @@ class RunCheckpointer:
     def restored_buffer(self) -> bool:
         """Whether the resumed checkpoint refilled the replay buffer."""
         return self.replay_buffer is not None and len(self.replay_buffer) > 0
+
+    def bind_collector(self, collector: Any) -> None:
+        """Registers the run's collector (built after :meth:`resume`, from its counters).
+
+        Its frame count and trajectory counter are saved with a saved replay buffer, and
+        restored here from the checkpoint resumed from: build the collector for the whole run
+        (``total_frames`` and ``init_random_frames`` of the config), not for what is left.
+        """
+        self.collector = collector
+        if self._collector_state is not None:
+            collector.load_state_dict(dict(self._collector_state), strict=False)
 
     def restore_rng(self) -> None:
         """Puts back the RNG states of the checkpoint resumed from (nothing for a new run)."""
