@@ -11,6 +11,14 @@ from types import ModuleType
 import pytest
 import torch
 
+from torchrl_flowmbpo.config import register_configs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _config_schema():
+    # configs/*.yaml name their schema in their defaults lists; tests compose them directly.
+    register_configs()
+
 
 @pytest.fixture(autouse=True)
 def _single_thread():
