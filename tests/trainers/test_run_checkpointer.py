@@ -13,6 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from torchrl_flowmbpo.trainers.checkpointing import read_checkpoint
 from torchrl_flowmbpo.trainers.run_checkpointer import ConfigChangedError, RunCheckpointer
 
 #: A toy loop with every ingredient of a training run: a replay buffer sampled with the torch
@@ -128,11 +129,11 @@ def test_a_buffer_over_the_limit_is_not_saved_and_the_loss_is_said_once(tmp_path
     ckpt.replay_buffer.extend(torch.zeros(10, 8))
     ckpt.max_buffer_bytes = 1024
     ckpt.counters["iteration"] = 2
-    ckpt.save()
+    saved = ckpt.save()  # 10 rows of 8 floats: only the written rows count, not the capacity
+    assert read_checkpoint(saved)[0]["replay_buffer"]["_storage"]["_storage"].shape == (10, 8)
+    ckpt.replay_buffer.extend(torch.zeros(100, 8))
     ckpt.counters["iteration"] = 4
     path = ckpt.save()
-    from torchrl_flowmbpo.trainers.checkpointing import read_checkpoint
-
     assert "replay_buffer" not in read_checkpoint(path)[0]
     (note,) = seen
     assert "max_buffer_mb" in note and "init_random_frames" in note

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from torchrl_flowmbpo.trainers.buffer_state import compact_state, load_compact_state
 from torchrl_flowmbpo.trainers.checkpointing import (
     CheckpointSchedule,
     RunCheckpoints,
@@ -124,7 +125,7 @@ class RunCheckpointer:
     def _buffer_state(self) -> dict[str, Any] | None:
         if self.replay_buffer is None or len(self.replay_buffer) == 0:
             return None
-        state = self.replay_buffer.state_dict()
+        state = compact_state(self.replay_buffer)
         size = state_nbytes(state)
         if size <= self.max_buffer_bytes:
             return state
@@ -158,11 +159,9 @@ class RunCheckpointer:
         buffer = self._buffer_state()
         if buffer is not None:
             states["replay_buffer"] = buffer
-            if self.collector is not None:
-                # Its trajectory counter: new trajectories must not reuse the ids of the saved
-                # buffer's, or slices would join them (the policy and env parts are not needed).
-                collector = self.collector.state_dict()
-                states["collector"] = {k: collector[k] for k in _COLLECTOR_KEYS if k in collector}
+            collector = self._collector_snapshot()
+            if collector is not None:
+                states["collector"] = collector
         metadata = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "counters": dict(self.counters),
@@ -216,7 +215,7 @@ class RunCheckpointer:
         self.history.clear()
         self.history.update(run["history"])
         if self.replay_buffer is not None and "replay_buffer" in states:
-            self.replay_buffer.load_state_dict(states["replay_buffer"])
+            load_compact_state(self.replay_buffer, states["replay_buffer"])
             self._collector_state = states.get("collector")
         self._rng_state = states.get("rng")
         self.finished = bool(manifest["metadata"].get("finished", False))
@@ -238,6 +237,20 @@ class RunCheckpointer:
         self.collector = collector
         if self._collector_state is not None:
             collector.load_state_dict(dict(self._collector_state), strict=False)
+
+    def _collector_snapshot(self) -> dict[str, Any] | None:
+        # Its trajectory counter: new trajectories must not reuse the ids of the saved buffer's,
+        # or slices would join them (the policy and env parts are not needed).
+        if self.collector is None:
+            return self._collector_state
+        state = self.collector.state_dict()
+        return {key: state[key] for key in _COLLECTOR_KEYS if key in state}
+
+    def unbind_collector(self) -> None:
+        """Keeps the collector's last state for later checkpoints; call before its shutdown."""
+        if self.collector is not None:
+            self._collector_state = self._collector_snapshot()
+            self.collector = None
 
     def restore_rng(self) -> None:
         """Puts back the RNG states of the checkpoint resumed from (nothing for a new run)."""
