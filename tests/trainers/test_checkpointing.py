@@ -18,7 +18,6 @@ from tensordict import TensorDict
 
 import torchrl_flowmbpo
 from torchrl_flowmbpo.data import make_slice_replay_buffer, sample_slices
-from torchrl_flowmbpo.trainers.checkpoint import save_checkpoint
 from torchrl_flowmbpo.trainers.checkpointing import (
     SET_ASIDE,
     CheckpointSchedule,
@@ -230,7 +229,8 @@ def test_kill_9_mid_write_leaves_the_previous_checkpoint_and_leftovers_are_remov
 def test_old_checkpoints_are_named_and_can_be_migrated(tmp_path):
     directory = tmp_path / "checkpoints"
     state = _run_state(5)
-    save_checkpoint(state, directory / "checkpoint_5.pt")
+    directory.mkdir()
+    torch.save(state, directory / "checkpoint_5.pt")  # what earlier versions wrote
     checkpoints = RunCheckpoints(directory)
     with pytest.raises(LegacyCheckpointError) as err:
         checkpoints.load_newest_valid()
@@ -245,7 +245,8 @@ def test_old_checkpoints_are_named_and_can_be_migrated(tmp_path):
 
 def test_migration_cli(tmp_path):
     directory = tmp_path / "checkpoints"
-    save_checkpoint(_run_state(3), directory / "checkpoint_3.pt")
+    directory.mkdir()
+    torch.save(_run_state(3), directory / "checkpoint_3.pt")
     module = "torchrl_flowmbpo.trainers.checkpointing"
     out = subprocess.run(
         [sys.executable, "-m", module, str(directory)], capture_output=True, text=True, timeout=120

@@ -14,7 +14,11 @@ import torch
 from omegaconf import OmegaConf
 
 from torchrl_flowmbpo.trainers.checkpointing import read_checkpoint
-from torchrl_flowmbpo.trainers.run_checkpointer import ConfigChangedError, RunCheckpointer
+from torchrl_flowmbpo.trainers.run_checkpointer import (
+    ConfigChangedError,
+    RunCheckpointer,
+    env_generators,
+)
 
 #: A toy loop with every ingredient of a training run: a replay buffer sampled with the torch
 #: RNG, data from torch/NumPy/Python RNGs and an env-like generator, Adam and an LR schedule.
@@ -27,7 +31,8 @@ from tensordict import TensorDict
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 
 run_dir, kill_at, total = sys.argv[1], int(sys.argv[2]), 12
-cfg = OmegaConf.create({"seed": 0, "variant": "toy", "checkpoint": {"interval": 3}, "lr": 0.01})
+cfg = OmegaConf.create({"seed": 0, "variant": "toy", "lr": 0.01, "checkpoint": {"interval": 3,
+    "every_minutes": 1e9, "keep_last": 3, "max_buffer_mb": 64, "max_skipped_iterations": 5}})
 torch.manual_seed(0); np.random.seed(0); random.seed(0)
 net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
 opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -37,7 +42,7 @@ env_rng = torch.Generator().manual_seed(1)
 counters, history = {"iteration": 0}, {"loss": []}
 ckpt = RunCheckpointer(os.path.join(run_dir, "checkpoints"), cfg, {"net": net}, {"net": opt},
     counters=counters, history=history, specs={}, schedulers={"net": sched},
-    replay_buffer=buffer, generators={"env": env_rng}, every_minutes=1e9)
+    replay_buffer=buffer, generators={"env": env_rng})
 ckpt.resume()
 ckpt.restore_rng()
 while counters["iteration"] < total:
@@ -55,6 +60,16 @@ while counters["iteration"] < total:
 ckpt.save(finished=True)
 torch.save({k: v.clone() for k, v in net.state_dict().items()}, os.path.join(run_dir, "w.pt"))
 """
+
+
+#: The ``checkpoint`` keys of a run config (``configs/config.yaml``), every 2 iterations.
+CHECKPOINT_KEYS = {
+    "interval": 2,
+    "every_minutes": 1e9,
+    "keep_last": 3,
+    "max_buffer_mb": 64,
+    "max_skipped_iterations": 5,
+}
 
 
 def _toy(run_dir, kill_at: int) -> int:
@@ -75,9 +90,8 @@ def test_a_toy_run_killed_and_resumed_ends_with_bit_identical_weights(tmp_path):
 
 
 def _checkpointer(run_dir, **overrides):
-    cfg = OmegaConf.create(
-        {"seed": 0, "variant": "toy", "checkpoint": {"interval": 2}, "lr": 0.01, "threads": 1}
-    )
+    cfg = OmegaConf.create({"seed": 0, "variant": "toy", "lr": 0.01, "threads": 1})
+    cfg.checkpoint = CHECKPOINT_KEYS
     cfg.merge_with(overrides)
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 2)
@@ -151,3 +165,38 @@ def test_rng_states_are_restored_only_when_asked(tmp_path):
     second.resume()
     second.restore_rng()
     assert (torch.rand(1), np.random.rand(), random.random()) == expected
+
+
+def test_a_new_run_drops_the_rows_of_a_run_killed_before_its_first_checkpoint(tmp_path):
+    scalars = tmp_path / "logs" / "exp" / "scalars"
+    scalars.mkdir(parents=True)
+    (scalars / "loss.csv").write_text("64,1.0\n128,2.0\n")
+    ckpt, _, _ = _checkpointer(tmp_path)
+    assert ckpt.resume_run(tmp_path / "logs") == ["Dropped 2 logged rows after frame 0."]
+    assert (scalars / "loss.csv").read_text() == ""
+    assert not ckpt.finished_run("frames", 0)
+
+
+def test_a_resume_drops_only_the_rows_after_its_checkpoint(tmp_path):
+    first, _, _ = _checkpointer(tmp_path)
+    first.counters.update(iteration=2, frames=128)
+    first.save(finished=True)
+    scalars = tmp_path / "logs" / "exp" / "scalars"
+    scalars.mkdir(parents=True)
+    (scalars / "loss.csv").write_text("64,1.0\n128,2.0\n192,3.0\n")
+    second, _, _ = _checkpointer(tmp_path)
+    notes = second.resume_run(tmp_path / "logs")
+    assert notes[0].startswith("Resumed from") and notes[0].endswith("(iteration 2).")
+    assert notes[1] == "Dropped 1 logged rows after frame 128."
+    assert second.finished_run("frames", 128) and not second.finished_run("frames", 256)
+
+
+def test_env_generators_reach_through_transforms():
+    from torchrl.envs import StepCounter, TransformedEnv
+
+    from torchrl_flowmbpo.envs import make_env
+
+    env = TransformedEnv(make_env("cartpole", num_envs=1, seed=0), StepCounter())
+    (generator,) = env_generators(env).values()
+    assert generator is env.base_env._rng
+    assert env_generators(torch.nn.Linear(1, 1)) == {}

@@ -18,7 +18,9 @@ from torchrl_flowmbpo.trainers.stopping import StopSignals
 
 
 def _guard(tmp_path, interval=100, skips=3):
-    cfg = OmegaConf.create({"seed": 0, "variant": "t", "checkpoint": {"interval": interval}})
+    checkpoint = {"interval": interval, "every_minutes": 1e9, "keep_last": 3, "max_buffer_mb": 1}
+    checkpoint["max_skipped_iterations"] = skips
+    cfg = OmegaConf.create({"seed": 0, "variant": "t", "checkpoint": checkpoint})
     net = torch.nn.Linear(2, 1)
     counters = {"iteration": 0}
     checkpointer = RunCheckpointer(
@@ -29,11 +31,10 @@ def _guard(tmp_path, interval=100, skips=3):
         counters=counters,
         history={},
         specs={},
-        every_minutes=1e9,
         warn=lambda _: None,
     )
     stop = StopSignals()
-    return RunGuard(checkpointer, stop, max_skipped_iterations=skips), net, counters, stop
+    return RunGuard(checkpointer, stop), net, counters, stop
 
 
 def test_a_signal_checkpoints_then_stops_with_its_status(tmp_path):

@@ -30,13 +30,25 @@ from torchrl_flowmbpo.trainers.checkpointing import (
     restore_rng,
     state_nbytes,
 )
-from torchrl_flowmbpo.trainers.logs import report
+from torchrl_flowmbpo.trainers.logs import drop_logged_after, report
 from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
 
-__all__ = ["ConfigChangedError", "RunCheckpointer"]
+__all__ = ["ConfigChangedError", "RunCheckpointer", "env_generators"]
 
 #: The collector's state a resume needs (TorchRL's ``Collector.state_dict`` keys).
 _COLLECTOR_KEYS = ("frames", "iter", "traj_pool")
+
+
+def env_generators(env: Any) -> dict[str, torch.Generator]:
+    """``{"env": generator}`` of a task env (through its transforms), or ``{}`` if it has none.
+
+    The locomotion tasks draw their reset noise from a generator of their own, which a resume
+    restores with the process's RNGs.
+    """
+    while not hasattr(env, "_rng") and hasattr(env, "base_env"):
+        env = env.base_env
+    generator = getattr(env, "_rng", None)
+    return {"env": generator} if isinstance(generator, torch.Generator) else {}
 
 
 class ConfigChangedError(ValueError):
@@ -57,17 +69,17 @@ class RunCheckpointer:
         history: the learning curve's points (replaced in place on a resume).
         specs: the constructor specs stored to rebuild the networks.
         schedulers: the LR schedulers, by name.
-        replay_buffer: saved with each checkpoint when its storage is at most
-            ``max_buffer_mb`` (None: never saved).
+        replay_buffer: saved with each checkpoint when its written rows take at most
+            ``cfg.checkpoint.max_buffer_mb`` (None: never saved).
         generators: RNGs besides the process's (e.g. the environments'), by name.
         before_save: called before each save (e.g. a dataset recorder's commit).
         counter: the counter that numbers the checkpoints.
         may_change: config keys a resume may change.
-        keep_last: checkpoints kept besides the best by evaluation return.
-        every_minutes: wall-clock minutes between checkpoints (besides ``cfg.checkpoint.
-            interval`` iterations).
-        max_buffer_mb: the largest replay-buffer storage saved, in MiB.
         warn: where one-line warnings go.
+
+    The ``checkpoint`` keys of ``cfg`` set the schedule (``interval`` iterations or
+    ``every_minutes``), the rotation (``keep_last`` besides the best by evaluation return) and
+    the largest replay buffer saved (``max_buffer_mb``).
     """
 
     def __init__(
@@ -86,9 +98,6 @@ class RunCheckpointer:
         before_save: Callable[[], None] | None = None,
         counter: str = "iteration",
         may_change: tuple[str, ...] = RESUMABLE_CHANGES,
-        keep_last: int = 3,
-        every_minutes: float = 5.0,
-        max_buffer_mb: float = 256.0,
         warn: Callable[[str], None] = report,
     ) -> None:
         self.cfg, self.modules, self.optimizers = cfg, modules, optimizers
@@ -96,10 +105,11 @@ class RunCheckpointer:
         self.counters, self.history, self.specs = counters, history, specs
         self.replay_buffer, self.generators = replay_buffer, generators or {}
         self.before_save, self.counter, self.may_change = before_save, counter, may_change
-        self.max_buffer_bytes = max_buffer_mb * 2**20
+        options = cfg.checkpoint
+        self.max_buffer_bytes = options.max_buffer_mb * 2**20
         self.warn = warn
-        self.checkpoints = RunCheckpoints(directory, keep_last=keep_last, warn=warn)
-        self.schedule = CheckpointSchedule(cfg.checkpoint.interval, every_minutes)
+        self.checkpoints = RunCheckpoints(directory, keep_last=options.keep_last, warn=warn)
+        self.schedule = CheckpointSchedule(options.interval, options.every_minutes)
         #: The last checkpoint written or resumed from (what a failed run names).
         self.last_path: Path | None = None
         #: Whether the checkpoint resumed from was written at the end of its run.
@@ -221,6 +231,27 @@ class RunCheckpointer:
         self.finished = bool(manifest["metadata"].get("finished", False))
         self.last_path = path
         return path
+
+    def resume_run(self, log_dir: Path) -> list[str]:
+        """:meth:`resume`, then drops the rows logged after the checkpoint under ``log_dir``
+        (all of them for a new run: those of a run killed before its first checkpoint), which
+        this run logs again; returns notes for the run log.
+        """
+        notes = []
+        latest = self.resume()
+        if latest is not None:
+            notes.append(f"Resumed from {latest} ({self.counter} {self.counters[self.counter]}).")
+        dropped = drop_logged_after(log_dir, self.counters.get("frames", 0))
+        if dropped:
+            notes.append(
+                f"Dropped {dropped} logged rows after frame {self.counters.get('frames', 0)}."
+            )
+        return notes
+
+    def finished_run(self, key: str, total: int) -> bool:
+        """Whether the checkpoint resumed from ended its run and ``counters[key]`` reached
+        ``total`` (a rerun then does nothing; a larger ``total`` extends the run)."""
+        return self.finished and self.counters[key] >= total
 
     @property
     def restored_buffer(self) -> bool:

@@ -53,13 +53,20 @@ class RunGuard:
         stop: the signals the script installed (:func:`guarded_run`).
 
     Keyword Args:
-        max_skipped_iterations: iterations in a row with a skipped update before the run stops.
+        max_skipped_iterations: iterations in a row with a skipped update before the run stops
+            (default: the run config's ``checkpoint.max_skipped_iterations``).
     """
 
     def __init__(
-        self, checkpointer: RunCheckpointer, stop: StopSignals, *, max_skipped_iterations: int
+        self,
+        checkpointer: RunCheckpointer,
+        stop: StopSignals,
+        *,
+        max_skipped_iterations: int | None = None,
     ) -> None:
         self.checkpointer, self.stop = checkpointer, stop
+        if max_skipped_iterations is None:
+            max_skipped_iterations = checkpointer.cfg.checkpoint.max_skipped_iterations
         self.skips = SkipLimit(max_skipped_iterations)
 
     def _last_good(self) -> str:
