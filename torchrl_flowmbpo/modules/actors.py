@@ -29,6 +29,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import InteractionType, TensorDictModule
 from tensordict.utils import NestedKey
 from torch import distributions as D
+from torch import nn
 from torchrl.data import TensorSpec
 from torchrl.modules import ProbabilisticActor, TanhNormal
 
@@ -117,6 +118,8 @@ class GaussianActor(ProbabilisticActor):
         init_log_std: initial ``log σ``.
         min_log_std: floor of ``log σ``, clamped in place before each use.
         detach_latent: stop the gradient into the latent.
+        input_norm: a module applied to the input first, e.g. an
+            :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` shared with the critic.
         latent_key: input key.
         action_key: output key.
         spec: optional action spec (bounds must be ``[-1, 1]``).
@@ -144,6 +147,7 @@ class GaussianActor(ProbabilisticActor):
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         detach_latent: bool = True,
+        input_norm: nn.Module | None = None,
         latent_key: NestedKey = "latent",
         action_key: NestedKey = "action",
         spec: TensorSpec | None = None,
@@ -156,6 +160,7 @@ class GaussianActor(ProbabilisticActor):
             init_log_std=init_log_std,
             min_log_std=min_log_std,
             detach_latent=detach_latent,
+            input_norm=input_norm,
         )
         super().__init__(
             TensorDictModule(net, in_keys=[latent_key], out_keys=["loc", "scale"]),
@@ -322,6 +327,8 @@ class FlowActor(ProbabilisticActor):
         init_log_std: initial ``log σ`` of the source noise.
         min_log_std: floor of ``log σ``, clamped in place before each use.
         detach_latent: stop the gradient into the latent.
+        input_norm: a module applied to the input first, e.g. an
+            :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` shared with the critic.
         latent_key: input key.
         action_key: output key.
         spec: optional action spec (bounds must be ``[-1, 1]``).
@@ -353,6 +360,7 @@ class FlowActor(ProbabilisticActor):
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         detach_latent: bool = True,
+        input_norm: nn.Module | None = None,
         latent_key: NestedKey = "latent",
         action_key: NestedKey = "action",
         spec: TensorSpec | None = None,
@@ -370,6 +378,7 @@ class FlowActor(ProbabilisticActor):
             detach_latent=detach_latent,
             log_det=log_det,
             velocity_init=velocity_init,
+            input_norm=input_norm,
         )
         super().__init__(
             TensorDictModule(net, in_keys=[latent_key], out_keys=["cond", "scale"]),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tensordict.utils import NestedKey
+from torch import nn
 from torchrl.modules import ValueOperator
 
 from torchrl_flowmbpo.modules.models.policy_nets import CriticEnsembleNet
@@ -29,6 +30,8 @@ class VCritic(ValueOperator):
         hidden: hidden widths of each member.
         detach_latent: stop the gradient into the latent; see
             :class:`~torchrl_flowmbpo.modules.models.CriticEnsembleNet` for when it matters.
+        input_norm: a module applied to the input first, e.g. an
+            :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` shared with the actor.
         latent_key: input key.
         members_key: output key of the per-member values.
         value_key: output key of the minimum over members.
@@ -49,12 +52,17 @@ class VCritic(ValueOperator):
         num_members: int = 3,
         hidden: Sequence[int] = (400, 200),
         detach_latent: bool = False,
+        input_norm: nn.Module | None = None,
         latent_key: NestedKey = "latent",
         members_key: NestedKey = "state_value_members",
         value_key: NestedKey = "state_value",
     ) -> None:
         net = CriticEnsembleNet(
-            latent_dim, num_members=num_members, hidden=hidden, detach_latent=detach_latent
+            latent_dim,
+            num_members=num_members,
+            hidden=hidden,
+            detach_latent=detach_latent,
+            input_norm=input_norm,
         )
         super().__init__(net, in_keys=[latent_key], out_keys=[members_key, value_key])
 

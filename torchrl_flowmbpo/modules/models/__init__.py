@@ -2,6 +2,7 @@
 
 from torchrl_flowmbpo.modules.models.ensemble import Ensemble
 from torchrl_flowmbpo.modules.models.flow_world_model import FlowWorldModel, time_features
+from torchrl_flowmbpo.modules.models.input_norm import InputNormalizer
 from torchrl_flowmbpo.modules.models.layers import (
     NormedLinear,
     SimNorm,
@@ -30,6 +31,7 @@ __all__ = [
     "FlowPolicyNet",
     "FlowWorldModel",
     "GaussianPolicyNet",
+    "InputNormalizer",
     "LatentWorldModel",
     "NormedLinear",
     "PWMWorldModel",

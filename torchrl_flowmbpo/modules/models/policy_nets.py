@@ -51,10 +51,16 @@ def tanh_log_abs_det(pre_tanh: torch.Tensor) -> torch.Tensor:
 
 
 class _FlooredLogStdPolicy(nn.Module):
-    """Owns the state-independent ``log_std`` vector, its in-place floor and the latent detach."""
+    """Owns the state-independent ``log_std`` vector, its in-place floor, the latent detach and
+    the optional input normaliser."""
 
     def __init__(
-        self, action_dim: int, init_log_std: float, min_log_std: float, detach_latent: bool
+        self,
+        action_dim: int,
+        init_log_std: float,
+        min_log_std: float,
+        detach_latent: bool,
+        input_norm: nn.Module | None,
     ) -> None:
         super().__init__()
         if init_log_std < min_log_std:
@@ -64,10 +70,12 @@ class _FlooredLogStdPolicy(nn.Module):
         self.action_dim = action_dim
         self.min_log_std = float(min_log_std)
         self.detach_latent = detach_latent
+        self.input_norm = input_norm
         self.log_std = nn.Parameter(torch.full((action_dim,), float(init_log_std)))
 
     def _condition(self, latent: torch.Tensor) -> torch.Tensor:
-        return latent.detach() if self.detach_latent else latent
+        latent = latent.detach() if self.detach_latent else latent
+        return latent if self.input_norm is None else self.input_norm(latent)
 
     def _sigma(self) -> torch.Tensor:
         # In place and outside the graph (see the module docstring). ``exp`` saves its output, not
@@ -97,6 +105,8 @@ class GaussianPolicyNet(_FlooredLogStdPolicy):
         init_log_std: initial ``log σ`` (−1.0 gives σ ≈ 0.37).
         min_log_std: floor of ``log σ``, enforced in place before each forward (σ ≥ 0.24).
         detach_latent: stop the gradient into the latent (PWM: ∂π/∂z is not backpropagated).
+        input_norm: a module applied to the input first, e.g. an
+            :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` (SHAC's observations).
 
     Examples:
         >>> net = GaussianPolicyNet(32, 4, hidden=(64, 64))
@@ -116,8 +126,9 @@ class GaussianPolicyNet(_FlooredLogStdPolicy):
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         detach_latent: bool = True,
+        input_norm: nn.Module | None = None,
     ) -> None:
-        super().__init__(action_dim, init_log_std, min_log_std, detach_latent)
+        super().__init__(action_dim, init_log_std, min_log_std, detach_latent, input_norm)
         self.mu_net = act_norm_mlp(latent_dim, hidden, action_dim)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,6 +164,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         min_log_std: floor of ``log σ``, enforced in place before each use.
         time_embed_freqs: sinusoidal flow-time frequencies in ``φ`` (0: the raw ``tau`` only).
         detach_latent: stop the gradient into the latent (done in :meth:`forward`).
+        input_norm: a module applied to the input first (see :class:`GaussianPolicyNet`).
         log_det: how :meth:`transport_with_log_det` gets the solve's log-determinant, one of
             :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the discrete solve's
             full Jacobian, so density and action agree for every integrator and step count).
@@ -184,6 +196,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         detach_latent: bool = True,
         log_det: str = "exact",
         velocity_init: str = "default",
+        input_norm: nn.Module | None = None,
     ) -> None:
         if log_det not in LOG_DET_METHODS:
             raise ValueError(f"Unknown log_det {log_det!r}; expected one of {LOG_DET_METHODS}.")
@@ -200,7 +213,7 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
             raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
         if time_embed_freqs < 0:
             raise ValueError(f"time_embed_freqs must be an int >= 0, got {time_embed_freqs!r}.")
-        super().__init__(action_dim, init_log_std, min_log_std, detach_latent)
+        super().__init__(action_dim, init_log_std, min_log_std, detach_latent, input_norm)
         self.integrator = integrator
         self.flow_steps = flow_steps
         self.time_embed_freqs = time_embed_freqs
@@ -298,6 +311,7 @@ class CriticEnsembleNet(nn.Module):
             backpropagates through the horizon bootstrap ``min_k V_k(z_H)`` into ``z_H``, which
             a detaching critic silently cuts. The critic loss regresses on stored, already
             detached latents, so there the flag changes nothing.
+        input_norm: a module applied to the input first (see :class:`GaussianPolicyNet`).
 
     Examples:
         >>> net = CriticEnsembleNet(32, hidden=(64, 64))
@@ -315,6 +329,7 @@ class CriticEnsembleNet(nn.Module):
         num_members: int = 3,
         hidden: Sequence[int] = (400, 200),
         detach_latent: bool = False,
+        input_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         members = [act_norm_mlp(latent_dim, hidden, 1) for _ in range(num_members)]
@@ -323,11 +338,14 @@ class CriticEnsembleNet(nn.Module):
         self.ensemble = Ensemble(members)
         self.num_members = num_members
         self.detach_latent = detach_latent
+        self.input_norm = input_norm
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(members [..., M, 1], min over members [..., 1])``."""
         if self.detach_latent:
             latent = latent.detach()
+        if self.input_norm is not None:
+            latent = self.input_norm(latent)
         # Ensemble stacks members first; move them after the batch dims so the output keeps the
         # TensorDict batch dims as its leading dims.
         members = self.ensemble(latent).movedim(0, -2)
