@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchrl_flowmbpo.compare import differing_keys, flatten, load_config, main
+from torchrl_flowmbpo.compare import ConfigSourceError, differing_keys, flatten, load_config, main
 from torchrl_flowmbpo.provenance import start_run
 
 
@@ -40,6 +40,19 @@ def test_checkpoint_config_is_read_weights_only(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint_3.pt"
     torch.save({"config": {"seed": 2}, "modules": {}}, path)
     assert load_config(str(path)) == {"seed": 2}
+
+
+def test_checkpoint_config_comes_from_the_manifest(tmp_path: Path) -> None:
+    from torchrl_flowmbpo.trainers.checkpointing import RunCheckpoints
+
+    path = RunCheckpoints(tmp_path).save(
+        {"run": {"w": torch.ones(1)}}, step=3, metadata={"config": {"seed": 5}}
+    )
+    assert load_config(str(path)) == {"seed": 5}
+    bad = tmp_path / "checkpoint-000000000004.torchrl"
+    bad.write_text("hello")
+    with pytest.raises(ConfigSourceError, match="is not a readable checkpoint"):
+        load_config(str(bad))
 
 
 def test_bundles_differ_in_their_keys(capsys) -> None:

@@ -1,12 +1,13 @@
 """Every resolved configuration key that differs between two runs, checkpoints or bundles.
 
     python -m torchrl_flowmbpo.compare RUN_DIR_A RUN_DIR_B
-    python -m torchrl_flowmbpo.compare checkpoints/checkpoint_80.pt other/checkpoint_80.pt
+    python -m torchrl_flowmbpo.compare run/checkpoints/checkpoint-000000000080.torchrl other/
     python -m torchrl_flowmbpo.compare experiment=baseline experiment=flow_wm
     python -m torchrl_flowmbpo.compare flow_run/ "experiment=flow_wm world_model.flow_steps=4"
 
 A source is a run directory (its ``config.yaml``, else Hydra's ``.hydra/config.yaml``), a
-checkpoint file (the configuration it stores, loaded weights-only), a YAML file, or Hydra
+checkpoint (the configuration its manifest records; an old ``.pt`` file is loaded
+weights-only), a YAML file, or Hydra
 overrides of ``configs/config.yaml`` (any argument holding ``=``; a bundle is
 ``experiment=NAME``). One line per differing key, ``key: A -> B``; ``(absent)`` marks a key
 only one side has. Hydra's own ``hydra.*`` keys are ignored.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from torchrl.checkpoint import Checkpoint, CheckpointError
 
 from torchrl_flowmbpo.config import CONFIG_DIR, register_configs
 from torchrl_flowmbpo.provenance import CONFIG_FILE
@@ -76,7 +78,15 @@ def _compose(overrides: list[str], config_dir: Path) -> dict[str, Any]:
 
 
 def _from_checkpoint(path: Path) -> dict[str, Any]:
-    try:
+    if path.suffix != ".pt":  # a checkpoint-<step>.torchrl: the manifest records the config
+        try:
+            metadata = Checkpoint.manifest(path)["metadata"]
+        except (CheckpointError, OSError, ValueError) as err:
+            raise ConfigSourceError(f"{path} is not a readable checkpoint: {err}") from err
+        if not isinstance(metadata.get("config"), Mapping):
+            raise ConfigSourceError(f"{path} records no config (not a checkpoint of ours).")
+        return dict(metadata["config"])
+    try:  # a checkpoint_<iteration>.pt of earlier versions
         state = load_weights_only(path)
     except UnreadableFileError as err:
         raise ConfigSourceError(str(err)) from err
