@@ -11,12 +11,13 @@ action at the same state teach the slope: the simulator is restarted at recorded
 * ``--branches K``: ``slices / K`` start states with ``K`` action sequences each (``K = 1``: one
   sequence per state, the chained data a policy gives, on ``K×`` more states).
 
-Start states: visited by the Ant's scripted trot (``torchrl_flowmbpo.envs.controllers.AntTrot``;
-one closed-loop episode, states spread over it). Actions: uniform in [-0.5, 0.5] for
-``horizon + 1`` steps, as ``examples/gradient_check.py`` scores them; branches whose Ant falls
-within a slice are dropped (the printout gives how many). Every model is trained from scratch
-on the slices with the project's ``WorldModelLoss`` (rewards divided by their std; Adam lr 3e-4,
-clip 20) and scored by :func:`~torchrl_flowmbpo.diagnostics.action_gradient_accuracy` from
+Start states: visited by the Ant's scripted trot
+(``torchrl_flowmbpo.diagnostics.controllers.AntTrot``; one closed-loop episode, states spread over
+it). Actions: uniform in [-0.5, 0.5] for ``horizon + 1`` steps, as ``examples/gradient_check.py``
+scores them; branches whose Ant falls within a slice are dropped (the printout gives how many).
+Every model is trained from scratch on the slices with the project's ``WorldModelLoss`` (rewards
+divided by their std; Adam lr 3e-4, clip 20) and scored by
+:func:`~torchrl_flowmbpo.diagnostics.action_gradient_accuracy` from
 ``--states`` held-out trot states (another seed) with fresh sequences: model vs simulator value
 and gradient of the ``horizon``-step return (``--smooth σ``: the slopes of the return smoothed by
 action noise σ, as ``examples/gradient_check.py --smooth``). Everything but the data's branching
@@ -47,9 +48,9 @@ from torchrl_flowmbpo.diagnostics import (
     collect_rollouts,
     make_real_return,
 )
+from torchrl_flowmbpo.diagnostics.controllers import AntTrot
 from torchrl_flowmbpo.envs import make_env
-from torchrl_flowmbpo.envs.controllers import AntTrot
-from torchrl_flowmbpo.recipes import build_world_model
+from torchrl_flowmbpo.modules.builders import build_world_model
 
 #: World-model specs (``build_world_model``, without the dims).
 WORLD_MODELS: dict[str, dict[str, Any]] = {

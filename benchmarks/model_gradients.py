@@ -35,8 +35,8 @@ from tensordict import TensorDict
 
 from torchrl_flowmbpo.diagnostics import action_gradient_accuracy, make_real_return
 from torchrl_flowmbpo.envs import make_env
+from torchrl_flowmbpo.modules.builders import build_world_model
 from torchrl_flowmbpo.objectives import WorldModelLoss
-from torchrl_flowmbpo.recipes import build_world_model
 
 #: World-model specs compared (``build_world_model`` specs, without the dims).
 VARIANTS: dict[str, dict[str, Any]] = {

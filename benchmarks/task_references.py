@@ -1,5 +1,6 @@
 """Reference returns of scripted behaviours on the tasks: zero action, uniform random actions
-and the task's reference controllers (``torchrl_flowmbpo.envs.controllers``, e.g. the Ant trot).
+and the task's reference controllers (``torchrl_flowmbpo.diagnostics.controllers``, e.g. the Ant
+trot).
 
 Learning curves mean little without them: a motionless Ant already earns ~1,250 per episode.
 For each task and behaviour, ``--num-envs`` worlds run one full episode each (the first episode
@@ -31,8 +32,8 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
+from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.envs import TASKS, make_env
-from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
 
 BEHAVIOURS = ("zero", "random")
 #: Columns of the ``--csv`` file, in order.

@@ -8,7 +8,7 @@ act 8), generated before timing.
 
 Two implementations run side by side in one process per configuration:
 
-* ``ours``: :class:`~torchrl_flowmbpo.recipes.PWMUpdater` with ``WorldModelLoss``,
+* ``ours``: :class:`~torchrl_flowmbpo.trainers.PWMUpdater` with ``WorldModelLoss``,
   ``PWMActorLoss`` (imagination through ``ImaginedLatentEnv.imagine``) and ``PWMValueLoss``
   (TorchRL's ``td_lambda_return_estimate``; ``functional=False``, as the pipeline builds it
   without a target critic), on TensorDict batches;
@@ -64,9 +64,9 @@ from plain_pwm import (
 )
 from tensordict import TensorDict
 
+from torchrl_flowmbpo.modules.builders import build_actor, build_critic, build_world_model
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import build_actor, build_critic, build_world_model
-from torchrl_flowmbpo.recipes.update import PWMUpdater
+from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
 OBS_DIM, ACTION_DIM = 37, 8  # Ant
 
@@ -102,7 +102,7 @@ class OursIteration:
     def __init__(self, wm, actor, critic, optimizers, data, size) -> None:
         horizon = size["horizon"]
         wm_loss = WorldModelLoss(wm, horizon=horizon, wm_rho=WM_RHO, flow_source="rollout")
-        # As examples/utils.make_losses builds it without a target critic.
+        # As torchrl_flowmbpo.trainers.factories.make_losses builds it without a target critic.
         value_loss = PWMValueLoss(critic, gamma=GAMMA, lmbda=LMBDA, functional=False)
         actor_loss = PWMActorLoss(actor, critic, wm, horizon=horizon, gamma=GAMMA, ret_rms=True)
         self.updater = PWMUpdater(
@@ -137,7 +137,8 @@ def build_models(config: str, size: dict, device: str, seed: int = 0):
 
 
 def make_optimizers(wm, actor, critic) -> dict[str, torch.optim.Optimizer]:
-    """As examples/utils.make_optimizers (LR schedule left out), with Adam state allocated."""
+    """As torchrl_flowmbpo.trainers.factories.make_optimizers (LR schedule left out), with Adam
+    state allocated."""
     optimizers = {
         "world_model": torch.optim.Adam(wm.parameters(), lr=3e-4),
         "actor": torch.optim.Adam(actor.parameters(), lr=5e-4, betas=(0.7, 0.95)),

@@ -19,38 +19,12 @@ import sys
 from pathlib import Path
 
 import torch
-from tensordict.nn import TensorDictModule, TensorDictSequential
-from torch import nn
-from torchrl.collectors import Collector
-from torchrl.envs import ExplorationType
-from tqdm import tqdm
 
 from torchrl_flowmbpo.data import DatasetError, DatasetRecorder, read_manifest
-from torchrl_flowmbpo.recipes import CheckpointError, find_latest_checkpoint, load_checkpoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sac_utils import make_actor
-from utils import make_task_env
-
-
-class GaussianActionNoise(nn.Module):
-    """``clip(action + noise_std * N(0, I), low, high)``: the exploration of the rollouts.
-
-    Examples:
-        >>> noise = GaussianActionNoise(0.0, -1.0, 1.0)
-        >>> noise(torch.tensor([0.5, 2.0]))
-        tensor([0.5000, 1.0000])
-    """
-
-    def __init__(self, noise_std: float, low: torch.Tensor | float, high: torch.Tensor | float):
-        super().__init__()
-        self.noise_std = noise_std
-        self.register_buffer("low", torch.as_tensor(low))
-        self.register_buffer("high", torch.as_tensor(high))
-
-    def forward(self, action: torch.Tensor) -> torch.Tensor:
-        noisy = action + self.noise_std * torch.randn_like(action)
-        return torch.maximum(torch.minimum(noisy, self.high), self.low)
+from torchrl_flowmbpo.data.noisy_rollouts import noisy_policy, record_rollouts
+from torchrl_flowmbpo.trainers import CheckpointError, find_latest_checkpoint, load_checkpoint
+from torchrl_flowmbpo.trainers.factories import make_task_env
+from torchrl_flowmbpo.trainers.sac_factories import make_actor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -120,29 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     env.set_seed(args.seed + recorder.frames)
     actor = make_actor(obs_dim, action_spec, hidden_sizes=state["specs"]["sac"]["hidden_sizes"])
     actor.load_state_dict(state["modules"]["actor"])
-    noise = GaussianActionNoise(args.noise, action_spec.space.low, action_spec.space.high)
-    policy = TensorDictSequential(
-        actor.eval(), TensorDictModule(noise, in_keys=["action"], out_keys=["action"])
+    policy = noisy_policy(actor, args.noise, action_spec)
+    finished = record_rollouts(
+        env, policy, recorder, frames=remaining, frames_per_batch=frames_per_batch
     )
-    collector = Collector(
-        env,
-        policy,
-        frames_per_batch=frames_per_batch,
-        total_frames=remaining,
-        exploration_type=ExplorationType.DETERMINISTIC,  # tanh(mu): the noise is ours alone
-        auto_register_policy_transforms=False,
-    )
-    returns = []
-    progress = tqdm(total=args.frames, initial=recorder.frames, unit="frames")
-    for data in collector:
-        recorder.extend(data)
-        recorder.commit()
-        done = data["next", "done"].squeeze(-1)
-        returns.append(data["next", "episode_reward"][done].flatten())
-        progress.update(data.numel())
-    progress.close()
-    collector.shutdown()
-    finished = torch.cat(returns)
     if finished.numel():
         print(f"{finished.numel()} finished episodes, mean return {float(finished.mean()):.1f}.")
     print(f"Part {args.part!r} of {args.dataset}: {recorder.frames} frames.")

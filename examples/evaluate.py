@@ -1,4 +1,4 @@
-"""Evaluate a training checkpoint on the real task and append one row to a CSV (algorithm.md §14).
+"""Evaluate a training checkpoint on the real task and append one row to a CSV.
 
     python examples/evaluate.py outputs/2025-01-01/12-00-00                 # latest checkpoint
     python examples/evaluate.py run/checkpoints/checkpoint_400.pt --episodes 100 --csv results.csv
@@ -22,62 +22,36 @@ count; a progress bar on stderr counts the episodes.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import torch
 from tqdm import tqdm
 
-from torchrl_flowmbpo.recipes import (
+from torchrl_flowmbpo.trainers import (
     CheckpointError,
-    build_actor,
-    build_world_model,
     evaluate_policy,
     find_forward_velocity_index,
-    find_latest_checkpoint,
-    load_checkpoint,
-)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_support import (
     format_return,
+    load_checkpoint,
+    load_policy,
+    resolve_checkpoint,
+)
+from torchrl_flowmbpo.trainers.console import (
     init_warp_quietly,
     interrupted,
     plain_torchrl_console,
-    task_label,
 )
-from utils import make_policy, make_task_env
-
-#: Columns of the evaluation CSV, in order.
-COLUMNS = (
-    "task",
-    "variant",
-    "seed",
-    "actor_type",
-    "world_model_type",
-    "integrator",
-    "flow_steps",
-    "episodes",
-    "return_mean",
-    "return_std",
-    "length_mean",
-    "length_std",
-    "return_per_step",
-    "forward_velocity",
-    "time_limit_fraction",
-    "stands_still",
-    "falls",
-    "checkpoint",
-    "iteration",
-    "frames",
+from torchrl_flowmbpo.trainers.evaluation_csv import (
+    EVAL_SEED_OFFSET,
+    REQUIRED,
+    append_row,
+    check_csv,
+    make_row,
 )
-#: Offset between the training seed and the eval env's seed (as in examples/pwm_flow.py).
-EVAL_SEED_OFFSET = 1000
-#: Entries the checkpoint must hold to be evaluated.
-REQUIRED = ("modules", "specs", "counters", "variant", "seed")
+from torchrl_flowmbpo.trainers.factories import make_task_env
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
     )
     parser.add_argument(
-        "--episodes", type=int, default=100, help="episodes to evaluate (default: 100, §14)"
+        "--episodes", type=int, default=100, help="episodes to evaluate (default: 100)"
     )
     parser.add_argument(
         "--num-envs",
@@ -113,88 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.episodes < 1 or args.num_envs < 1:
         parser.error("--episodes and --num-envs must be >= 1")
     return args
-
-
-def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
-    """The checkpoint file and its run directory, for a file or a run-directory argument."""
-    if path.is_dir():
-        latest = find_latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(f"No checkpoint_<iteration>.pt file under {path}.")
-        return latest.resolve(), path.resolve()
-    if not path.is_file():
-        raise CheckpointError(f"Checkpoint file {path} does not exist.")
-    path = path.resolve()
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path, run_dir
-
-
-def load_policy(state: dict[str, Any], env, device: str):
-    """The closed-loop policy (encoder then actor) rebuilt from the checkpoint's specs."""
-    specs = state["specs"]
-    obs_dim = env.observation_spec["observation"].shape[-1]
-    action_dim = env.action_spec.shape[-1]
-    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
-    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
-    world_model.load_state_dict(state["modules"]["world_model"])
-    actor.load_state_dict(state["modules"]["actor"])
-    return make_policy(world_model.to(device).eval(), actor.to(device).eval())
-
-
-def make_row(state: dict[str, Any], stats: dict[str, float], checkpoint: Path) -> dict[str, Any]:
-    """One CSV row: run identity, model types and the §14 statistics."""
-    specs = state["specs"]
-    wm_spec = specs["world_model"]
-    is_flow_wm = wm_spec["type"] == "flow"
-    # Walking-task labels: empty for a task without a forward velocity (the cartpole).
-    walking = "forward_velocity" in stats
-    return {
-        "task": task_label(specs["env"]["name"], specs["env"].get("kwargs")),
-        "variant": state["variant"],
-        "seed": state["seed"],
-        "actor_type": specs["actor"]["type"],
-        "world_model_type": wm_spec["type"],
-        "integrator": wm_spec["integrator"] if is_flow_wm else "",
-        "flow_steps": wm_spec["flow_steps"] if is_flow_wm else "",
-        "episodes": int(stats["episodes"]),
-        "return_mean": stats["return_mean"],
-        "return_std": stats["return_std"],
-        "length_mean": stats["length_mean"],
-        "length_std": stats["length_std"],
-        "return_per_step": stats["return_per_step"],
-        # Locomotion tasks only (m/s); empty for a task without one (the cartpole).
-        "forward_velocity": stats.get("forward_velocity", ""),
-        "time_limit_fraction": stats["time_limit_fraction"],
-        "stands_still": int(stats["stands_still"]) if walking else "",
-        "falls": int(stats["falls"]) if walking else "",
-        "checkpoint": str(checkpoint),
-        "iteration": state["counters"]["iteration"],
-        "frames": state["counters"]["frames"],
-    }
-
-
-def check_csv(path: Path) -> None:
-    """Raises ``ValueError`` when ``path`` holds rows of other columns (e.g. an older version's)."""
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with path.open(newline="") as f:
-        header = next(csv.reader(f), [])
-    if tuple(header) != COLUMNS:
-        raise ValueError(
-            f"{path} has the columns {','.join(header)}, not those of an evaluation CSV "
-            f"({','.join(COLUMNS)}): pass --csv with a new file"
-        )
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Appends ``row``; writes the header first when the file is new or empty."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def fail(message: str) -> NoReturn:

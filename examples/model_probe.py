@@ -8,10 +8,10 @@ real task; its actions are replayed open loop in the world model from the encode
 observation, and the sums of raw rewards over the first ``h`` steps are compared. Behaviours:
 ``zero`` (a = 0), ``random`` (uniform in [-1, 1]), ``policy`` (the checkpoint's deterministic
 actor, closed loop on real observations) and the task's scripted reference controllers
-(``torchrl_flowmbpo.envs.controllers``: the cartpole's PD balancer ``pd``, the Ant's open-loop
-``trot``). A model whose ranking of these differs from the simulator's misleads the
-actor however well it fits the replay data on average (docs/learning_notes.md, session 6: a
-scalar reward head that rated a falling policy above the PD balancer).
+(``torchrl_flowmbpo.diagnostics.controllers``: the cartpole's PD balancer ``pd``, the Ant's
+open-loop ``trot``). A model whose ranking of these differs from the simulator's misleads the
+actor however well it fits the replay data on average (e.g. a scalar reward head that rated a
+falling policy above the PD balancer).
 
 Real sums stop at an episode's first ``terminated`` step; model sums weight each reward by the
 model's survival probability. Errors exit with status 1 and a one-line message.
@@ -26,11 +26,10 @@ from pathlib import Path
 import torch
 
 from torchrl_flowmbpo.diagnostics import reference_probe
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate import load_policy
-from gradient_check import load_run, reward_units
-from utils import make_task_env
+from torchrl_flowmbpo.trainers import CheckpointError, load_policy
+from torchrl_flowmbpo.trainers.checkpoint import load_run_checkpoint
+from torchrl_flowmbpo.trainers.evaluation_csv import REQUIRED
+from torchrl_flowmbpo.trainers.factories import make_task_env, reward_units
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,7 +67,10 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    path, state = load_run(args.checkpoint, "model_probe.py")
+    try:
+        path, state = load_run_checkpoint(args.checkpoint, (*REQUIRED, "config"))
+    except CheckpointError as err:
+        sys.exit(f"model_probe.py: error: {err}")
     torch.manual_seed(args.seed)
     try:
         env = make_task_env(

@@ -24,8 +24,9 @@ from torchrl_flowmbpo.diagnostics import (
     imagination_vs_real,
     termination_calibration,
 )
+from torchrl_flowmbpo.modules.builders import build_actor, build_critic, build_world_model
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import PWMUpdater, build_actor, build_critic, build_world_model
+from torchrl_flowmbpo.trainers import PWMUpdater
 from torchrl_flowmbpo.transforms import RewardNormalization
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "learning.sh"
 FRAMES = 320  # 4 envs x 16 steps per PWM iteration, 64 frames per SAC batch: 5 batches each

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from torchrl_flowmbpo.diagnostics import (
     scalar_metrics,
     termination_calibration,
 )
+from torchrl_flowmbpo.diagnostics import report as report_module
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
 from torchrl_flowmbpo.modules.models import PWMWorldModel
 from torchrl_flowmbpo.objectives import PWMActorLoss
@@ -36,7 +38,14 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def report(load_script):
-    return load_script(SCRIPT, "diagnostics_report")
+    # The package's report, and the command line over it.
+    cli = load_script(SCRIPT, "diagnostics_report")
+    return SimpleNamespace(
+        PANELS=report_module.PANELS,
+        make_report=report_module.make_report,
+        read_scalars=report_module.read_scalars,
+        main=cli.main,
+    )
 
 
 def fake_run(root: Path, metrics: dict[str, list[tuple[int, float]]], exp="baseline_ant_seed0"):

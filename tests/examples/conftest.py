@@ -24,7 +24,8 @@ import torch
 from tensordict import TensorDict
 
 from torchrl_flowmbpo.data import DatasetRecorder
-from torchrl_flowmbpo.recipes import build_actor, build_world_model, save_checkpoint
+from torchrl_flowmbpo.modules.builders import build_actor, build_world_model
+from torchrl_flowmbpo.trainers import save_checkpoint
 from torchrl_flowmbpo.transforms import RewardNormalization
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

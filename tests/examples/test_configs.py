@@ -5,6 +5,7 @@ than the intended keys compare nothing; docs/algorithm.md, "Defaults and PWM's v
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 
-from torchrl_flowmbpo.recipes import ACTOR_TYPES, WORLD_MODEL_TYPES
+from torchrl_flowmbpo.modules.builders import (
+    ACTOR_TYPES,
+    WORLD_MODEL_TYPES,
+    build_actor,
+    build_critic,
+)
+from torchrl_flowmbpo.trainers import factories, make_policy
+from torchrl_flowmbpo.trainers.overrides import check_overrides
+from torchrl_flowmbpo.trainers.shac import shac_model_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs"
@@ -27,8 +36,13 @@ TINY_OBS, TINY_ACT = 5, 2
 
 
 @pytest.fixture(scope="module")
-def utils(load_script):
-    return load_script(ROOT / "examples/utils.py", "pwm_flow_utils")
+def utils():
+    # The factories pwm_flow.py builds its run with, and its closed-loop policy.
+    return SimpleNamespace(
+        model_specs=factories.model_specs,
+        make_models=factories.make_models,
+        make_policy=make_policy,
+    )
 
 
 def compose_config(*overrides: str):
@@ -87,16 +101,15 @@ def test_option_composes_and_builds_models(utils, group, option):
     assert next_latent.shape == td["latent"].shape and torch.isfinite(next_latent).all()
 
 
-def test_shac_bundle_has_no_world_model_and_builds_its_networks(load_script):
-    shac = load_script(ROOT / "examples/shac.py", "shac_loop")
+def test_shac_bundle_has_no_world_model_and_builds_its_networks():
     cfg = compose_config("experiment=shac", "env=cartpole")
     assert cfg.variant == "shac" and cfg.algo.name == "shac" and "world_model" not in cfg
     assert (cfg.algo.horizon, cfg.algo.ret_rms, cfg.algo.target_critic) == (32, False, True)
     assert cfg.critic.num_members == 1 and list(cfg.actor.hidden) == [64, 64]
-    specs = shac.model_specs(cfg)
+    specs = shac_model_specs(cfg)
     assert "world_model" not in specs
-    actor = shac.build_actor(specs["actor"], TINY_OBS, TINY_ACT)
-    critic = shac.build_critic(specs["critic"], TINY_OBS)
+    actor = build_actor(specs["actor"], TINY_OBS, TINY_ACT)
+    critic = build_critic(specs["critic"], TINY_OBS)
     td = actor(TensorDict({"observation": torch.randn(3, TINY_OBS)}, [3]))
     assert td["action"].shape == (3, TINY_ACT)
     assert critic(td)["state_value_members"].shape == (3, 1, 1)
@@ -184,17 +197,16 @@ def test_full_flow_combines_flow_wm_and_flow_policy(bundles):
             assert bundles["flow_policy"][key] == value, key
 
 
-def test_grad_checkpoint_override_reaches_the_flow_world_model(utils, load_script):
-    config_check = load_script(ROOT / "examples/config_check.py", "config_check")
+def test_grad_checkpoint_override_reaches_the_flow_world_model(utils):
     overrides = (
         "experiment=flow_wm",
         "world_model.preset=small",
         "world_model.grad_checkpoint=true",
     )
-    assert config_check.check_overrides(list(overrides)) is None
+    assert check_overrides(list(overrides), CONFIG_DIR) is None
     # The MLP world model has no ODE solve to checkpoint.
-    problem = config_check.check_overrides(
-        ["experiment=baseline", "world_model.grad_checkpoint=true"]
+    problem = check_overrides(
+        ["experiment=baseline", "world_model.grad_checkpoint=true"], CONFIG_DIR
     )
     assert "unknown key 'world_model.grad_checkpoint'" in problem
     specs = utils.model_specs(compose_config(*overrides))

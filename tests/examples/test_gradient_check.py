@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "gradient_check.py"
 HORIZON, STATES = 3, 4
 
@@ -98,7 +100,7 @@ def test_start_states_of_a_reference_controller(
         calls.append(obs.shape[0])
         return torch.ones(obs.shape[0], 1)
 
-    monkeypatch.setitem(script.REFERENCE_CONTROLLERS, "cartpole", {"push": lambda: pushing})
+    monkeypatch.setitem(REFERENCE_CONTROLLERS, "cartpole", {"push": lambda: pushing})
     path = make_checkpoint(tmp_path / "c.pt")
     script.main([str(path), "--horizon", "2", "--states", str(STATES), "--start", "push"])
     first = capsys.readouterr().out.splitlines()[0]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from torchrl_flowmbpo.diagnostics import real_rollout
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "model_probe.py"
 ENVS = 4

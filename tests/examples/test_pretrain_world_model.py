@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from torchrl_flowmbpo.data import held_out_split, load_dataset
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 #: 6 steps of 8-slice batches, metrics every 3 steps, the gradient check at 2 states.
 TINY = (

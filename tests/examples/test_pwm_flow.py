@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from torchrl_flowmbpo.recipes import build_world_model, find_latest_checkpoint, load_checkpoint
+from torchrl_flowmbpo.modules.builders import build_world_model
+from torchrl_flowmbpo.trainers import find_latest_checkpoint, load_checkpoint
 
 BUNDLES = {
     # bundle: (world-model type, actor type)
@@ -131,7 +132,8 @@ def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle)
 RESUME = (
     "env=ant env.num_envs=4 collector.total_frames={frames} eval.episodes=1 eval.num_envs=1 "
     "eval.interval=1 checkpoint.interval=1 logger=csv seed=3 device=cpu hydra.run.dir=DIR "
-    "diagnostics.critic_tail_tolerance=0.5 diagnostics.interval=1 algo.target_critic=true"
+    "diagnostics=full diagnostics.critic_tail_tolerance=0.5 diagnostics.interval=1 "
+    "algo.target_critic=true"
 )
 FIRST_FRAMES, SECOND_FRAMES = 256, 448
 

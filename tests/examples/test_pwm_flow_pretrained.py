@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 #: Four batches of 64 frames on 4 cartpoles: the first two random, training from the second on.
 EXTRACT = (

@@ -7,15 +7,15 @@ import math
 
 import pytest
 
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 #: 4 cartpole envs x 16 steps = 64 frames per batch; 320 frames: 5 batches, learning from the
 #: 2nd (the 128 random frames are complete there), so 4 iterations.
 SCHEDULE = (
     "env=cartpole env.num_envs=4 collector.total_frames=320 eval.episodes=1 eval.num_envs=1 "
-    "logger=csv seed=2 algo.critic_warmup_steps=3 algo.actor_updates_per_iter=2 "
+    "logger=csv seed=2 research.critic_warmup_steps=3 algo.actor_updates_per_iter=2 "
     "algo.entropy_coef=0.1 algo.critic_iterations=2 algo.critic_minibatches=2 "
-    "algo.real_value_coef=0.5 hydra.run.dir=DIR"
+    "research.real_value_coef=0.5 hydra.run.dir=DIR"
 )
 
 
@@ -57,11 +57,11 @@ def test_real_value_loss_is_logged(schedule_run, read_scalars):
     ("override", "named"),
     [
         ("algo.actor_updates_per_iter=0", "algo.actor_updates_per_iter=0"),
-        ("algo.critic_warmup_steps=-1", "algo.critic_warmup_steps=-1"),
-        ("algo.actor_bc_steps=-3", "algo.actor_bc_steps=-3 must be >= 0"),
+        ("research.critic_warmup_steps=-1", "research.critic_warmup_steps=-1"),
+        ("research.actor_bc_steps=-3", "research.actor_bc_steps=-3 must be >= 0"),
         ("algo.entropy_coef=-0.5", "entropy_coef must be >= 0, got -0.5"),
         ("algo.actor_batch=-2", "algo.actor_batch=-2 must be >= 1"),
-        ("algo.real_value_coef=-0.5", "algo.real_value_coef=-0.5 must be >= 0"),
+        ("research.real_value_coef=-0.5", "research.real_value_coef=-0.5 must be >= 0"),
         (
             "algo.term_pos_weight=-1",
             "algo.term_pos_weight=-1 must be a positive number or 'balanced'",
@@ -73,13 +73,13 @@ def test_real_value_loss_is_logged(schedule_run, read_scalars):
         ("diagnostics.probe_steps=-1", "diagnostics.probe_steps=-1 must be an integer >= 0"),
         ("diagnostics.probe_envs=1", "diagnostics.probe_envs=1 must be an integer >= 2"),
         (
-            "collector.init_controller=trot",
-            "collector.init_controller='trot' is not a reference controller of task 'cartpole' "
+            "research.init_controller=trot",
+            "research.init_controller='trot' is not a reference controller of task 'cartpole' "
             "(allowed: ['pd']",
         ),
         (
-            "collector.init_controller_noise=-0.1",
-            "collector.init_controller_noise=-0.1 must be a number >= 0",
+            "research.init_controller_noise=-0.1",
+            "research.init_controller_noise=-0.1 must be a number >= 0",
         ),
         (
             "experiment=flow_wm world_model.grad_checkpoint=maybe",

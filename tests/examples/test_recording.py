@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from torchrl_flowmbpo.data import DATASET_KEYS, load_dataset
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 #: sac_baseline.py: 5 iterations of 64 frames on 4 cartpoles; pwm_flow.py: 4 of 64 (4 x H=16).
 RUNS = {

@@ -8,31 +8,37 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from torchrl_flowmbpo.recipes import save_checkpoint
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-@pytest.fixture(scope="module")
-def support(load_script):
-    return load_script(EXAMPLES / "run_support.py", "run_support")
+from torchrl_flowmbpo.trainers import format_return, logs, restore, save_checkpoint
+from torchrl_flowmbpo.trainers import reporting as reporting_module
+from torchrl_flowmbpo.trainers.tasks import task_label
 
 
 @pytest.fixture(scope="module")
-def reporting(load_script):
-    return load_script(EXAMPLES / "reporting.py", "reporting")
+def support():
+    # What the training scripts call to name, log and report a run.
+    return SimpleNamespace(
+        task_label=task_label,
+        task_references=reporting_module.task_references,
+        format_return=format_return,
+        log_to_file=logs.log_to_file,
+        report=logs.report,
+        restore=restore,
+    )
+
+
+@pytest.fixture(scope="module")
+def reporting():
+    return reporting_module
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    """``code`` in a fresh interpreter with examples/ on sys.path, output captured (a pipe)."""
-    prelude = f"import sys; sys.path.insert(0, {str(EXAMPLES)!r})\n"
-    return subprocess.run(
-        [sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=300
-    )
+    """``code`` in a fresh interpreter, output captured (a pipe)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -103,7 +109,7 @@ def test_report_prints_and_writes_to_the_run_log_only_once(support, tmp_path, ca
 
 def test_ctrl_c_exits_130_with_one_line():
     run = run_python(
-        "from run_support import interrupted\n"
+        "from torchrl_flowmbpo.trainers.console import interrupted\n"
         "with interrupted('pwm_flow.py'):\n"
         "    raise KeyboardInterrupt\n"
     )
@@ -114,7 +120,7 @@ def test_ctrl_c_exits_130_with_one_line():
 def test_redirected_torchrl_log_lines_have_no_colour_codes():
     code = (
         "import torchrl\nfrom torchrl._utils import logger\n"
-        "logger.info('raw'); from run_support import plain_torchrl_console\n"
+        "logger.info('raw'); from torchrl_flowmbpo.trainers.console import plain_torchrl_console\n"
         "plain_torchrl_console(); logger.info('plain')\n"
     )
     out = run_python(code).stdout.splitlines()
@@ -124,7 +130,10 @@ def test_redirected_torchrl_log_lines_have_no_colour_codes():
 
 
 def test_warp_initialises_without_the_cuda_driver_warning_on_cpu():
-    run = run_python("from run_support import init_warp_quietly\ninit_warp_quietly('cpu')\n")
+    run = run_python(
+        "from torchrl_flowmbpo.trainers.console import init_warp_quietly\n"
+        "init_warp_quietly('cpu')\n"
+    )
     assert run.returncode == 0, run.stderr
     assert "CUDA driver. GPU execution" not in run.stderr
 

@@ -15,9 +15,11 @@ from tensordict import TensorDict
 from tensordict.utils import assert_allclose_td
 from torchrl.data import Bounded
 
-from torchrl_flowmbpo.recipes import load_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
+from torchrl_flowmbpo.trainers import sac_factories as sac_utils
+from torchrl_flowmbpo.trainers.overrides import check_overrides
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 #: 10 iterations of 64 frames on 4 cartpoles with 50-step episodes; updates from iteration 2 on.
 TINY = (
     "env=cartpole env.num_envs=4 +env.kwargs.episode_length=50 collector.frames_per_batch=64 "
@@ -39,11 +41,6 @@ SCALARS = (
     "time/fps",
     "time/elapsed_s",
 )
-
-
-@pytest.fixture(scope="module")
-def example(load_script):
-    return lambda name: load_script(EXAMPLES / f"{name}.py", f"sac_test_{name}")
 
 
 @pytest.fixture(scope="module")
@@ -165,13 +162,12 @@ def test_bad_key_fails_with_one_line(bad_key):
         ("config", "experiment=flow_wm", None),
     ],
 )
-def test_overrides_are_checked_against_their_own_config(example, config, override, expected):
-    problem = example("config_check").check_overrides([override], config_name=config)
+def test_overrides_are_checked_against_their_own_config(config, override, expected):
+    problem = check_overrides([override], CONFIG_DIR, config_name=config)
     assert problem is None if expected is None else expected in problem
 
 
-def test_one_update_moves_actor_and_polyaks_the_target(example):
-    sac_utils = example("sac_utils")
+def test_one_update_moves_actor_and_polyaks_the_target():
     torch.manual_seed(0)
     spec = Bounded(-1.0, 1.0, shape=(2,))
     actor = sac_utils.make_actor(5, spec, hidden_sizes=(16, 16))

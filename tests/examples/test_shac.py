@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from torchrl_flowmbpo.recipes import find_latest_checkpoint
+from torchrl_flowmbpo.trainers import find_latest_checkpoint
 
 #: 4 envs x 8 steps = 32 frames per iteration, 6 iterations, evaluation at 3 and 6.
 SHAC = (

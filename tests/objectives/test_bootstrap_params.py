@@ -11,7 +11,7 @@ import torch
 from torchrl.objectives import SoftUpdate
 
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import PWMUpdater
+from torchrl_flowmbpo.trainers import PWMUpdater
 
 
 def _optimizers(wm, actor, critic):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import PWMUpdater
+from torchrl_flowmbpo.trainers import PWMUpdater
 
 GAMMA, LMBDA = 0.9, 0.8
 

@@ -12,7 +12,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl_flowmbpo.envs.locomotion import CartPoleEnv, make_env
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
 from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss, segment_returns
-from torchrl_flowmbpo.recipes import PWMUpdater
+from torchrl_flowmbpo.trainers import PWMUpdater
 
 N, H = 3, 5
 

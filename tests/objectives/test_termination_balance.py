@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
-from torchrl_flowmbpo.recipes import TerminationBalance
+from torchrl_flowmbpo.objectives import TerminationBalance
 
 H = 16
 HAZARD = 0.02  # falls per step, independent of the state

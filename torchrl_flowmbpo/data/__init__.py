@@ -1,4 +1,5 @@
-"""Offline datasets of real transitions: recorded in TorchRL storages, loaded as replay buffers."""
+"""Real transitions: the training loops' replay buffers and collector, and offline datasets
+recorded in TorchRL storages, loaded as replay buffers."""
 
 from torchrl_flowmbpo.data.datasets import (
     DATASET_KEYS,
@@ -9,13 +10,31 @@ from torchrl_flowmbpo.data.datasets import (
     make_slice_buffer,
     read_manifest,
 )
+from torchrl_flowmbpo.data.replay import (
+    POLICY_OUTPUTS,
+    TRANSITION_KEYS,
+    make_collector,
+    make_slice_replay_buffer,
+    make_transition_buffer,
+    sample_slices,
+    sample_start_observations,
+    start_observations,
+)
 
 __all__ = [
     "DATASET_KEYS",
+    "POLICY_OUTPUTS",
+    "TRANSITION_KEYS",
     "DatasetError",
     "DatasetRecorder",
     "held_out_split",
     "load_dataset",
+    "make_collector",
     "make_slice_buffer",
+    "make_slice_replay_buffer",
+    "make_transition_buffer",
     "read_manifest",
+    "sample_slices",
+    "sample_start_observations",
+    "start_observations",
 ]

@@ -20,7 +20,7 @@ from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from torchrl_flowmbpo.diagnostics.common import pearson
-from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS
+from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
 
 __all__ = [
     "Behaviour",

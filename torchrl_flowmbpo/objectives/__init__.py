@@ -6,6 +6,7 @@ from torchrl_flowmbpo.objectives.pathwise_actor_loss import PathwiseActorLoss
 from torchrl_flowmbpo.objectives.pwm_actor_loss import PWMActorLoss
 from torchrl_flowmbpo.objectives.pwm_value_loss import CRITIC_TARGETS, PWMValueLoss
 from torchrl_flowmbpo.objectives.shac_actor_loss import SHACActorLoss, segment_returns
+from torchrl_flowmbpo.objectives.termination_balance import TerminationBalance
 from torchrl_flowmbpo.objectives.world_model_loss import FLOW_SOURCES, WorldModelLoss
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "PWMValueLoss",
     "PathwiseActorLoss",
     "SHACActorLoss",
+    "TerminationBalance",
     "WorldModelLoss",
     "check_finite",
     "segment_returns",

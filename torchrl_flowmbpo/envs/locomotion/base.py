@@ -97,7 +97,7 @@ class LocomotionEnv(EnvBase):
     default_joint_q: tuple[float, ...] = ()
     #: Observation component holding the torso's forward velocity v_x (world frame, m/s; the
     #: layout above), the same for every task: the reward's progress term, and what
-    #: :func:`~torchrl_flowmbpo.recipes.evaluate_policy` averages as ``forward_velocity``.
+    #: :func:`~torchrl_flowmbpo.trainers.evaluate_policy` averages as ``forward_velocity``.
     forward_velocity_index: int = 5
 
     def __init__(

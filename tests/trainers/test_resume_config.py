@@ -1,15 +1,14 @@
-"""examples/run_support: a rerun resumes only with the config its run was started with (outside the
+"""trainers.resume: a rerun resumes only with the config its run was started with (outside the
 keys that say how and how long it runs)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-RUN_SUPPORT = Path(__file__).resolve().parents[2] / "examples" / "run_support.py"
+from torchrl_flowmbpo.trainers import resume
+
 SAVED = {
     "seed": 0,
     "threads": 2,
@@ -23,8 +22,8 @@ SAVED = {
 
 
 @pytest.fixture(scope="module")
-def support(load_script):
-    return load_script(RUN_SUPPORT, "run_support")
+def support():
+    return resume
 
 
 def _with(**changes: object) -> dict:

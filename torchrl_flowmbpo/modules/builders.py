@@ -44,8 +44,8 @@ def build_world_model(spec: Mapping[str, Any], obs_dim: int, action_dim: int) ->
         action_dim: action width.
 
     Examples:
-        >>> wm = build_world_model({"type": "flow", "preset": "5M", "substeps": 4}, 37, 8)
-        >>> type(wm).__name__, wm.latent_dim, wm.substeps
+        >>> wm = build_world_model({"type": "flow", "preset": "5M", "flow_steps": 4}, 37, 8)
+        >>> type(wm).__name__, wm.latent_dim, wm.flow_steps
         ('FlowWorldModel', 512, 4)
     """
     kwargs = dict(spec)

@@ -1,8 +1,9 @@
-"""Factories for examples/sac_baseline.py: TorchRL's SAC as in its sota-implementations/sac.
+"""Factories of the SAC baseline (:func:`~torchrl_flowmbpo.trainers.train_sac`): TorchRL's SAC
+as in its sota-implementations/sac.
 
-The networks, loss, target updater, optimisers and buffer take explicit arguments (the script
-reads them from ``configs/sac.yaml``; its collector comes from ``utils.py``), so each piece is
-usable from a plain script.
+The networks, loss, target updater and optimisers take explicit arguments (the trainer reads
+them from ``configs/sac.yaml``; its buffer and collector come from ``torchrl_flowmbpo.data``), so
+each piece is usable from a plain script.
 
 Examples:
     >>> import torch
@@ -24,19 +25,9 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import InteractionType, NormalParamExtractor, TensorDictModule
 from torch import nn
-from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer, TensorSpec
+from torchrl.data import TensorSpec
 from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
-
-#: Keys a transition needs in the buffer; episode trackers and collector metadata stay out.
-TRANSITION_KEYS = (
-    "observation",
-    "action",
-    ("next", "observation"),
-    ("next", "reward"),
-    ("next", "done"),
-    ("next", "terminated"),
-)
 
 
 def make_actor(
@@ -186,14 +177,3 @@ def update(
         optimizer.zero_grad(set_to_none=True)
     target_updater.step()
     return out.select("loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy").detach()
-
-
-def make_replay_buffer(size: int, batch_size: int, device: str) -> TensorDictReplayBuffer:
-    """Uniformly sampled FIFO buffer of single transitions (flattened collector batches)."""
-    if size < 1 or batch_size < 1:
-        raise ValueError(
-            f"sac.buffer_size={size} and sac.batch_size={batch_size} must both be >= 1."
-        )
-    return TensorDictReplayBuffer(
-        storage=LazyTensorStorage(size, device=device), batch_size=batch_size
-    )

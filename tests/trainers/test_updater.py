@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from torchrl_flowmbpo.objectives import PWMActorLoss, PWMValueLoss, WorldModelLoss
-from torchrl_flowmbpo.recipes import PWMUpdater
+from torchrl_flowmbpo.trainers import PWMUpdater
 
 
 def _updater(models, *, entropy_coef: float = 0.0):

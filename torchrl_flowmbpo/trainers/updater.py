@@ -1,4 +1,4 @@
-"""One PWM update: actor step, critic steps, world-model steps (algorithm.md §11).
+"""PWM's optimisation steps: the actor step, the critic steps, the world-model steps.
 
 The critic can also regress TD(λ) targets of real replay slices (``real_value_coef``): PWM's critic
 sees only the current policy's imagined states, so it cannot value states the policy does not

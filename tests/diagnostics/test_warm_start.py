@@ -1,22 +1,19 @@
-"""examples/warm_start.py: the controller prefill of the sampling policy and actor cloning."""
+"""diagnostics.warm_start: the controller prefill of the sampling policy and actor cloning."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
 
-from torchrl_flowmbpo.recipes import build_actor, build_world_model
-
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "warm_start.py"
+from torchrl_flowmbpo.diagnostics import warm_start as warm_start_module
+from torchrl_flowmbpo.modules.builders import build_actor, build_world_model
 
 
 @pytest.fixture(scope="module")
-def warm_start(load_script):
-    return load_script(SCRIPT, "warm_start")
+def warm_start():
+    return warm_start_module
 
 
 def test_controller_prefill_replaces_actions_for_its_frames_only(warm_start):

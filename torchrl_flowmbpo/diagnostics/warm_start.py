@@ -1,6 +1,6 @@
-"""Scripted warm starts of pwm_flow.py: init frames from a reference controller
-(``collector.init_controller``) and behaviour cloning of the actor on them
-(``algo.actor_bc_steps``). Both put prior knowledge into a run: experiments, off by default."""
+"""Scripted warm starts of a PWM run: init frames from a reference controller
+(``research.init_controller``) and behaviour cloning of the actor on them
+(``research.actor_bc_steps``). Both put prior knowledge into a run: experiments, off by default."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_flowmbpo.envs.controllers import Controller
+from torchrl_flowmbpo.diagnostics.controllers import Controller
 
 
 class ControllerPrefill(TensorDictModuleBase):
     """The sampling policy, with its actions replaced by a scripted controller's for the first
-    ``frames`` env frames (``collector.init_controller``; the policy still runs, so the
+    ``frames`` env frames (``research.init_controller``; the policy still runs, so the
     collector sees the same keys throughout).
 
     A deterministic controller's action is a function of the state, so a world model fitted to
     its frames alone need not learn what the actions do. ``noise_std`` adds Gaussian noise of
     that standard deviation to each scripted action (then clipped to [-1, 1];
-    ``collector.init_controller_noise``), which decorrelates the actions from the state.
+    ``research.init_controller_noise``), which decorrelates the actions from the state.
 
     Examples:
         >>> import torch

@@ -16,11 +16,15 @@ from typing import Any
 
 import torch
 
+from torchrl_flowmbpo.config.renames import upgrade_checkpoint
+
 __all__ = [
     "CHECKPOINT_PATTERN",
     "CheckpointError",
     "find_latest_checkpoint",
     "load_checkpoint",
+    "load_run_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
 ]
 
@@ -82,7 +86,7 @@ def load_checkpoint(path: str | os.PathLike, *, required: tuple[str, ...] = ()) 
     missing = [key for key in required if key not in state]
     if missing:
         raise CheckpointError(f"Checkpoint {path} lacks the entries {missing}.")
-    return state
+    return upgrade_checkpoint(state)  # keys renamed since the checkpoint was written
 
 
 def find_latest_checkpoint(directory: str | os.PathLike) -> Path | None:
@@ -93,3 +97,27 @@ def find_latest_checkpoint(directory: str | os.PathLike) -> Path | None:
         if match and (best is None or int(match.group(1)) > best[0]):
             best = (int(match.group(1)), candidate)
     return None if best is None else best[1]
+
+
+def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
+    """The checkpoint file and its run directory, for a file or a run-directory argument."""
+    if path.is_dir():
+        latest = find_latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"No checkpoint_<iteration>.pt file under {path}.")
+        return latest.resolve(), path.resolve()
+    if not path.is_file():
+        raise CheckpointError(f"Checkpoint file {path} does not exist.")
+    path = path.resolve()
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, run_dir
+
+
+def load_run_checkpoint(path: Path, required: tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """``(checkpoint file, state)`` of a checkpoint file or of a run directory's latest.
+
+    Raises:
+        CheckpointError: if nothing loadable is there or an entry of ``required`` is missing.
+    """
+    path, _ = resolve_checkpoint(path)
+    return path, load_checkpoint(path, required=required)

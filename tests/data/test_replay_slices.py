@@ -1,30 +1,24 @@
-"""The training replay buffer (examples/utils.py ``make_replay_buffer``) must feed the world
+"""The training replay buffer (``make_slice_replay_buffer``) must feed the world
 model its episodes' terminal transitions: a fall is the last row of its episode, and a buffer of
 H + 1-row slices held it only in the row the loss drops, so the termination head learned
 P(fall) = 0 (seen on Ant: predicted falls 250x too rare)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 
+from torchrl_flowmbpo.data import make_slice_replay_buffer, sample_start_observations
 from torchrl_flowmbpo.modules.models import PWMWorldModel
 from torchrl_flowmbpo.objectives import WorldModelLoss
+from torchrl_flowmbpo.trainers.factories import make_reward_normalization
 
-ROOT = Path(__file__).resolve().parents[2]
 H = 4
 EPISODE = 8  # every episode: 8 transitions, the last one terminated
 ENVS, STEPS = 4, 64
 OBS, ACT = 3, 2
-
-
-@pytest.fixture(scope="module")
-def utils(load_script):
-    return load_script(ROOT / "examples/utils.py", "replay_slices_utils")
 
 
 def falling_episodes() -> TensorDict:
@@ -52,7 +46,7 @@ def falling_episodes() -> TensorDict:
 
 
 @pytest.fixture(scope="module")
-def buffer(utils):
+def buffer():
     """The training replay buffer (H-row slices, 512 per sample) holding the falling episodes."""
     cfg = OmegaConf.create(
         {
@@ -65,7 +59,9 @@ def buffer(utils):
             "replay_buffer": {"size": 10_000},
         }
     )
-    buffer = utils.make_replay_buffer(cfg, utils.make_reward_normalization(cfg), "cpu")
+    buffer = make_slice_replay_buffer(
+        cfg.replay_buffer.size, H, transform=make_reward_normalization(cfg), device="cpu"
+    )
     buffer.extend(falling_episodes())
     return buffer
 
@@ -93,9 +89,9 @@ def test_terminal_transitions_reach_the_world_model_loss(slices):
 
 
 @pytest.mark.parametrize("count", [3, 700])  # fewer and more than the WM batch's 512 slices
-def test_actor_start_states_are_slice_starts(utils, buffer, count):
+def test_actor_start_states_are_slice_starts(buffer, count):
     torch.manual_seed(0)
-    start = utils.sample_start_observations(buffer, count, H)
+    start = sample_start_observations(buffer, count, H)
     assert start.batch_size == torch.Size([count])
     assert list(start.keys()) == ["observation"]
     # An H-row slice starts at most EPISODE - H steps into its episode: never at the fall.

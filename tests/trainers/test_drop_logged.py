@@ -1,17 +1,15 @@
-"""examples/utils.drop_logged_after: the rows a resumed run logs again are removed first."""
+"""trainers.logs.drop_logged_after: the rows a resumed run logs again are removed first."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-UTILS = Path(__file__).resolve().parents[2] / "examples" / "utils.py"
+from torchrl_flowmbpo.trainers import logs
 
 
 @pytest.fixture(scope="module")
-def utils(load_script):
-    return load_script(UTILS, "utils")
+def utils():
+    return logs
 
 
 def test_rows_after_the_step_are_dropped_in_every_scalar_file(utils, tmp_path):

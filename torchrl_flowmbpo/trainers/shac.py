@@ -3,10 +3,10 @@
     python examples/pwm_flow.py experiment=shac                 # cartpole balance
     python examples/pwm_flow.py experiment=shac env=cartpole    # swing-up
 
-``examples/pwm_flow.py`` runs this loop when ``algo.name`` is ``shac``. SHAC (Xu et al., ICLR
-2022) is PWM without a world model: each iteration rolls the actor out for H steps in the task's
-differentiable simulator from where the previous iteration stopped (the rollout is the data),
-takes one actor step on the exact gradient of the bootstrapped return
+``examples/pwm_flow.py`` runs this loop (:func:`train_shac`) when ``algo.name`` is ``shac``.
+SHAC (Xu et al., ICLR 2022) is PWM without a world model: each iteration rolls the actor out
+for H steps in the task's differentiable simulator from where the previous iteration stopped
+(the rollout is the data), takes one actor step on the exact gradient of the bootstrapped return
 (:class:`~torchrl_flowmbpo.objectives.SHACActorLoss`), then the critic steps of PWM on that
 rollout (:class:`~torchrl_flowmbpo.objectives.PWMValueLoss`, TD(λ) cut at episode ends) with
 the same updater. Evaluation runs the ordinary (MuJoCo) task. A rerun in the same run directory
@@ -15,32 +15,28 @@ resumes from the latest checkpoint (the episodes restart from a reset).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from torchrl_flowmbpo.envs.locomotion import task_kwargs
+from torchrl_flowmbpo.modules.builders import build_actor, build_critic
 from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss
-from torchrl_flowmbpo.recipes import (
-    PWMUpdater,
-    build_actor,
-    build_critic,
-    find_latest_checkpoint,
-    save_checkpoint,
-)
+from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
+from torchrl_flowmbpo.trainers.factories import make_optimizers, make_task_env, make_value_loss
+from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, make_logger
+from torchrl_flowmbpo.trainers.reporting import plot_learning_curve, print_summary
+from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reporting import plot_learning_curve
-from run_support import Evaluator, episode_metrics, eval_metrics, print_summary, restore, run_state
-from utils import RunClock, make_logger, make_optimizers, make_task_env, make_value_loss
+__all__ = ["check_shac_config", "make_shac_losses", "shac_model_specs", "train_shac"]
 
 #: What the actor and the critic read: SHAC has no latent.
 STATE_KEY = "observation"
 
 
-def model_specs(cfg: DictConfig) -> dict[str, dict]:
+def shac_model_specs(cfg: DictConfig) -> dict[str, dict]:
     """The constructor specs stored in checkpoints (no world model)."""
     return {
         "actor": {**OmegaConf.to_container(cfg.actor, resolve=True), "latent_key": STATE_KEY},
@@ -52,7 +48,7 @@ def model_specs(cfg: DictConfig) -> dict[str, dict]:
     }
 
 
-def make_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWMValueLoss]:
+def make_shac_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWMValueLoss]:
     """SHAC's actor loss through ``env`` and PWM's value loss, keyed on observations."""
     algo = cfg.algo
     value_loss = make_value_loss(cfg, critic)
@@ -70,29 +66,42 @@ def make_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss, PWM
     return actor_loss, value_loss
 
 
-def train(cfg: DictConfig, run_dir: Path) -> None:
-    """The SHAC loop: rollout with gradients -> actor step -> critic steps -> log -> evaluate."""
+def check_shac_config(cfg: DictConfig) -> int:
+    """The run's SHAC iterations; raises ``ValueError`` for a task without a differentiable
+    simulator or fewer frames than one iteration."""
     if "differentiable" not in task_kwargs(cfg.env.name):
-        sys.exit(
-            f"Invalid configuration: SHAC needs a differentiable simulator; task "
+        raise ValueError(
+            f"SHAC needs a differentiable simulator; task "
             f"{cfg.env.name!r} has none (tasks with one: cartpole)."
         )
-    specs = model_specs(cfg)
-    algo = cfg.algo
-    frames_per_iteration = cfg.env.num_envs * algo.horizon
+    frames_per_iteration = cfg.env.num_envs * cfg.algo.horizon
     iterations = cfg.collector.total_frames // frames_per_iteration
     if iterations < 1:
-        sys.exit(
-            f"Invalid configuration: collector.total_frames={cfg.collector.total_frames} is less "
+        raise ValueError(
+            f"collector.total_frames={cfg.collector.total_frames} is less "
             f"than one SHAC iteration (env.num_envs x algo.horizon = {frames_per_iteration})."
         )
+    return iterations
+
+
+def train_shac(cfg: DictConfig, run_dir: Path) -> None:
+    """The SHAC loop: rollout with gradients -> actor step -> critic steps -> log -> evaluate.
+
+    Raises:
+        ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
+            config.
+    """
+    iterations = check_shac_config(cfg)
+    specs = shac_model_specs(cfg)
+    algo = cfg.algo
+    frames_per_iteration = cfg.env.num_envs * algo.horizon
     train_spec = {**specs["env"], "kwargs": {**specs["env"]["kwargs"], "differentiable": True}}
     env = make_task_env(train_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
     obs_dim = env.observation_spec[STATE_KEY].shape[-1]
     action_dim = env.action_spec.shape[-1]
     actor = build_actor(specs["actor"], obs_dim, action_dim).to(cfg.device)
     critic = build_critic(specs["critic"], obs_dim).to(cfg.device)
-    actor_loss, value_loss = make_losses(cfg, actor, critic, env)
+    actor_loss, value_loss = make_shac_losses(cfg, actor, critic, env)
     optimizers, schedulers = make_optimizers(cfg, None, actor, critic, iterations)
     updater = PWMUpdater(
         None,
@@ -109,26 +118,20 @@ def train(cfg: DictConfig, run_dir: Path) -> None:
         modules["value_loss"] = value_loss
     counters = {"iteration": 0, "frames": 0, "elapsed_s": 0.0}
     history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
-    checkpoint_dir = run_dir / "checkpoints"
-    latest = find_latest_checkpoint(checkpoint_dir)
+    checkpointer = RunCheckpointer(
+        run_dir / "checkpoints",
+        cfg,
+        modules,
+        optimizers,
+        counters=counters,
+        history=history,
+        specs=specs,
+        schedulers=schedulers,
+    )
+    latest = checkpointer.resume()
     if latest is not None:
-        state = restore(latest, modules, optimizers, schedulers, config=cfg)
-        counters.update(state["counters"])
-        history = state["history"]
         env.set_seed(cfg.seed + counters["iteration"])
         print(f"Resumed from {latest} (iteration {counters['iteration']}).")
-
-    def checkpoint() -> Path:
-        state = run_state(
-            cfg,
-            modules,
-            optimizers,
-            counters=counters,
-            history=history,
-            specs=specs,
-            schedulers=schedulers,
-        )
-        return save_checkpoint(state, checkpoint_dir / f"checkpoint_{counters['iteration']}.pt")
 
     evaluate = Evaluator(
         lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
@@ -168,11 +171,11 @@ def train(cfg: DictConfig, run_dir: Path) -> None:
         progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
         if not last and counters["iteration"] % cfg.checkpoint.interval == 0:
             clock.tick()
-            checkpoint()
+            checkpointer.save()
     progress.close()
     if not eval_stats:  # a rerun of a finished run
         eval_stats = evaluate()
     clock.tick()
-    path = checkpoint()
+    path = checkpointer.save()
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)

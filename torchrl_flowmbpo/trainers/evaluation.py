@@ -1,16 +1,30 @@
-"""Closed-loop evaluation on the real env with real rewards (algorithm.md §14)."""
+"""Closed-loop evaluation on the real env with real rewards: the periodic evaluation of a run and
+the policy rebuilt from a checkpoint."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
-from tensordict.nn import TensorDictModuleBase
+from omegaconf import DictConfig
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-__all__ = ["evaluate_policy", "find_forward_velocity_index"]
+from torchrl_flowmbpo.modules import encoder_operator
+from torchrl_flowmbpo.modules.builders import build_actor, build_world_model
+
+__all__ = [
+    "Evaluator",
+    "eval_metrics",
+    "evaluate_policy",
+    "find_forward_velocity_index",
+    "format_return",
+    "load_policy",
+    "make_policy",
+]
 
 
 def find_forward_velocity_index(env: EnvBase) -> int | None:
@@ -148,3 +162,81 @@ def evaluate_policy(
     if track_velocity:
         stats["forward_velocity"] = velocity_sum / sum(lengths)
     return stats
+
+
+def format_return(stats: Mapping[str, float]) -> str:
+    """``"return -451.0 ± 12.3 (s.e.)"``: the mean with its standard error, so that an
+    8-episode number does not look as certain as a 100-episode one."""
+    n = int(stats["episodes"])
+    if n < 2:
+        return f"return {stats['return_mean']:.1f} (1 episode: no s.e.)"
+    # return_std is the population std: the standard error is std / sqrt(n - 1).
+    return (
+        f"return {stats['return_mean']:.1f} ± {stats['return_std'] / math.sqrt(n - 1):.1f} (s.e.)"
+    )
+
+
+class Evaluator:
+    """Deterministic evaluation on a separate env seeded ``seed + 1000``, built on first use.
+
+    The env is reseeded before every evaluation, so every evaluation (and ``evaluate.py``) starts
+    from the same states. Tasks with a ``forward_velocity_index`` (the locomotion tasks) also get
+    the mean forward velocity, ``forward_velocity``.
+
+    Args:
+        make_env: ``make_env(num_envs, seed) -> env`` building the task with its trackers.
+        cfg: the run config (``seed``, ``eval.episodes``, ``eval.num_envs``).
+        policy: the closed-loop policy on real observations.
+    """
+
+    def __init__(self, make_env: Callable[[int, int], Any], cfg: DictConfig, policy) -> None:
+        self._make_env, self.policy = make_env, policy
+        self.seed, self.episodes = cfg.seed + 1000, cfg.eval.episodes
+        self.num_envs = min(cfg.eval.num_envs, cfg.eval.episodes)
+        self._env = None
+
+    @property
+    def env(self):
+        """The evaluation env (built on first use)."""
+        if self._env is None:
+            self._env = self._make_env(self.num_envs, self.seed)
+        return self._env
+
+    def __call__(self) -> dict[str, float]:
+        self.env.set_seed(self.seed)
+        return evaluate_policy(
+            self.env,
+            self.policy,
+            episodes=self.episodes,
+            max_steps_per_episode=self.env.base_env.episode_length,
+            forward_velocity_index=find_forward_velocity_index(self.env),
+        )
+
+
+def eval_metrics(eval_stats: dict[str, float]) -> dict[str, float]:
+    """The headline ``eval/*`` metrics of an evaluation: return, episode length and, for a task
+    with one (the locomotion tasks), the mean forward velocity."""
+    metrics = {
+        "eval/return": eval_stats["return_mean"],
+        "eval/episode_length": eval_stats["length_mean"],
+    }
+    if "forward_velocity" in eval_stats:
+        metrics["eval/forward_velocity"] = eval_stats["forward_velocity"]
+    return metrics
+
+
+def make_policy(world_model, actor) -> TensorDictSequential:
+    """Closed-loop policy on real observations: z_t = E(o_t), then the actor."""
+    return TensorDictSequential(encoder_operator(world_model), actor)
+
+
+def load_policy(state: dict[str, Any], env, device: str):
+    """The closed-loop policy (encoder then actor) rebuilt from the checkpoint's specs."""
+    specs = state["specs"]
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    action_dim = env.action_spec.shape[-1]
+    world_model = build_world_model(specs["world_model"], obs_dim, action_dim)
+    actor = build_actor(specs["actor"], world_model.latent_dim, action_dim)
+    world_model.load_state_dict(state["modules"]["world_model"])
+    actor.load_state_dict(state["modules"]["actor"])
+    return make_policy(world_model.to(device).eval(), actor.to(device).eval())

@@ -1,4 +1,5 @@
-"""Held-out metrics and the metrics CSV of examples/pretrain_world_model.py.
+"""Held-out accuracy of a world model pretrained offline
+(:func:`~torchrl_flowmbpo.trainers.pretrain_world_model`).
 
 Every metric is computed on data the model never trains on (held-out episodes), with the
 diagnostics the online runs log (``torchrl_flowmbpo.diagnostics``); definitions in
@@ -7,11 +8,7 @@ diagnostics the online runs log (``torchrl_flowmbpo.diagnostics``); definitions 
 
 from __future__ import annotations
 
-import csv
-import math
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,55 +145,3 @@ def make_gradient_check(
         )
 
     return check
-
-
-class MetricsCSV:
-    """``step``-keyed rows appended to a CSV; a resume drops the rows after its step.
-
-    The columns are the first row's; later rows leave out keys they lack (empty cells).
-
-    Examples:
-        >>> import tempfile
-        >>> log = MetricsCSV(Path(tempfile.mkdtemp()) / "metrics.csv")
-        >>> log.append({"step": 0, "loss": 1.0}); log.append({"step": 10, "loss": 0.5})
-        >>> log.drop_after(5); [row["step"] for row in log.rows()]
-        ['0']
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-
-    def rows(self) -> list[dict[str, str]]:
-        """The rows written so far."""
-        if not self.path.is_file():
-            return []
-        with self.path.open(newline="") as file:
-            return list(csv.DictReader(file))
-
-    def drop_after(self, step: int) -> None:
-        """Removes the rows logged after ``step`` (atomically)."""
-        rows = self.rows()
-        kept = [row for row in rows if float(row["step"]) <= step]
-        if len(kept) == len(rows):
-            return
-        partial = self.path.with_name(self.path.name + ".partial")
-        with partial.open("w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(partial, self.path)
-
-    def append(self, row: dict[str, float]) -> None:
-        """Appends one row (a header first when the file is new)."""
-        new = not self.path.is_file()
-        if new:
-            fields = list(row)
-        else:
-            with self.path.open(newline="") as file:
-                fields = next(csv.reader(file))
-        clean = {k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        with self.path.open("a", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(clean)

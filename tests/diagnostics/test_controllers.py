@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from torchrl_flowmbpo.diagnostics import real_rollout
+from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS, AntTrot, cartpole_pd
 from torchrl_flowmbpo.envs import make_env
-from torchrl_flowmbpo.envs.controllers import REFERENCE_CONTROLLERS, AntTrot, cartpole_pd
 
 
 def test_trot_targets_by_hand():

@@ -9,7 +9,7 @@ from tensordict.nn import TensorDictModule
 from torchrl.data import Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase, StepCounter, TransformedEnv
 
-from torchrl_flowmbpo.recipes import evaluate_policy, find_forward_velocity_index
+from torchrl_flowmbpo.trainers import evaluate_policy, find_forward_velocity_index
 
 
 class ClockEnv(EnvBase):

@@ -1,0 +1,205 @@
+"""TorchRL's SAC on a task of this package, the model-free baseline for PWM: the loop of
+``examples/sac_baseline.py`` (as TorchRL's sota-implementations/sac: collect -> extend the replay
+buffer -> ``round(utd_ratio x frames_per_batch)`` SAC steps -> log -> evaluate -> checkpoint),
+with the env, logger and evaluation of PWM's runs so that the curves compare directly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from torchrl_flowmbpo.data import TRANSITION_KEYS, make_collector, make_transition_buffer
+from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
+from torchrl_flowmbpo.trainers.factories import make_recorder, make_task_env
+from torchrl_flowmbpo.trainers.logs import (
+    RunClock,
+    drop_logged_after,
+    episode_metrics,
+    make_logger,
+)
+from torchrl_flowmbpo.trainers.reporting import (
+    curve_title,
+    plot_learning_curve,
+    print_summary,
+    task_references,
+)
+from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.sac_factories import (
+    make_actor,
+    make_loss,
+    make_optimizers,
+    make_qvalue,
+    update,
+)
+from torchrl_flowmbpo.trainers.tasks import task_label
+
+__all__ = ["train_sac"]
+
+
+def train_sac(cfg: DictConfig, run_dir: Path) -> None:
+    """Trains SAC as ``cfg`` (``configs/sac.yaml``) says, resuming ``run_dir``'s latest
+    checkpoint if there is one; ends with an evaluation, a checkpoint and the learning curve.
+
+    Raises:
+        ValueError: for a value out of its range or a resume with another config.
+        TypeError: for a value of the wrong type.
+    """
+    sac = cfg.sac
+    env_spec = {
+        "name": cfg.env.name,
+        "kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
+    }
+    if sac.utd_ratio <= 0 or cfg.checkpoint.interval < 1:
+        raise ValueError(
+            f"sac.utd_ratio={sac.utd_ratio} must be > 0 and "
+            f"checkpoint.interval={cfg.checkpoint.interval} >= 1."
+        )
+    frames_per_batch = cfg.collector.frames_per_batch
+    if frames_per_batch < 1 or frames_per_batch % cfg.env.num_envs:
+        raise ValueError(
+            f"collector.frames_per_batch={frames_per_batch} must be a positive multiple of "
+            f"env.num_envs={cfg.env.num_envs}."
+        )
+    replay_buffer = make_transition_buffer(sac.buffer_size, sac.batch_size, cfg.device)
+    env = make_task_env(env_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    action_spec = env.action_spec_unbatched.to(cfg.device)
+    actor = make_actor(obs_dim, action_spec, hidden_sizes=sac.hidden_sizes).to(cfg.device)
+    qvalue = make_qvalue(obs_dim, action_spec.shape[-1], hidden_sizes=sac.hidden_sizes)
+    loss, target_updater = make_loss(
+        actor,
+        qvalue.to(cfg.device),
+        action_spec,
+        gamma=sac.gamma,
+        tau=sac.tau,
+        num_qvalue_nets=sac.num_qvalue_nets,
+        alpha_init=sac.alpha_init,
+    )
+    optimizers = make_optimizers(loss, lr=sac.lr)
+    updates_per_batch = max(round(sac.utd_ratio * frames_per_batch), 1)
+    # The loss holds the Q ensemble, its targets and log(alpha); the actor shares its weights.
+    modules = {"actor": actor, "loss": loss}
+    counters = {"iteration": 0, "frames": 0, "updates": 0, "elapsed_s": 0.0}
+    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
+
+    checkpointer = RunCheckpointer(
+        run_dir / "checkpoints",
+        cfg,
+        modules,
+        optimizers,
+        counters=counters,
+        history=history,
+        specs={"env": env_spec, "sac": OmegaConf.to_container(sac, resolve=True)},
+    )
+    latest = checkpointer.resume()
+    if latest is not None:
+        env.set_seed(cfg.seed + counters["iteration"])
+        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+        dropped = drop_logged_after(run_dir / "logs", counters["frames"])
+        if dropped:
+            print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    recorder = make_recorder(
+        cfg,
+        env_spec,
+        obs_dim,
+        action_spec.shape[-1],
+        frames=counters["frames"],
+        capacity=cfg.collector.total_frames + frames_per_batch,
+        source={"script": "sac_baseline", "policy": cfg.variant, "run_dir": str(run_dir)},
+    )
+    if recorder is not None:
+        checkpointer.before_save = recorder.commit  # the dataset and the run resume together
+
+    evaluate = Evaluator(
+        lambda n, seed: make_task_env(env_spec, num_envs=n, device=cfg.device, seed=seed),
+        cfg,
+        actor,
+    )
+
+    logger = make_logger(cfg, str(run_dir))
+
+    def log(metrics: dict[str, float]) -> None:
+        if logger is not None:
+            for name, value in metrics.items():
+                logger.log_scalar(name, value, step=counters["frames"])
+
+    # The buffer is not checkpointed: after a resume it refills with the restored policy.
+    fresh = counters["frames"] == 0
+    buffer_frames = 0
+    remaining = cfg.collector.total_frames - counters["frames"]
+    # A finished run re-run in its directory collects nothing: it only re-evaluates.
+    collector = (
+        make_collector(
+            env,
+            actor,
+            frames_per_batch=frames_per_batch,
+            total_frames=remaining,
+            init_random_frames=sac.init_random_frames if fresh else 0,
+        )
+        if remaining > 0
+        else None
+    )
+    progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
+    start_frames = counters["frames"]
+    clock = RunClock(counters)
+    eval_stats: dict[str, float] = {}
+    for data in collector if collector is not None else ():
+        frames = data.numel()
+        counters["frames"] += frames
+        buffer_frames += frames
+        replay_buffer.extend(data.select(*TRANSITION_KEYS).reshape(-1))
+        if recorder is not None:
+            recorder.extend(data)
+        metrics = episode_metrics(data)
+        if metrics:
+            history["train/return"].append([counters["frames"], metrics["train/return"]])
+        if buffer_frames >= sac.init_random_frames:
+            steps = [
+                update(loss, optimizers, target_updater, replay_buffer.sample())
+                for _ in range(updates_per_batch)
+            ]
+            counters["updates"] += updates_per_batch
+            mean = torch.stack(steps).mean()
+            metrics["loss/actor"] = float(mean["loss_actor"])
+            metrics["loss/qvalue"] = float(mean["loss_qvalue"])
+            metrics["loss/alpha"] = float(mean["loss_alpha"])
+            metrics["sac/alpha"] = float(mean["alpha"])
+            metrics["sac/entropy"] = float(mean["entropy"])
+        counters["iteration"] += 1
+        metrics["time/elapsed_s"] = clock.tick()
+        metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
+        if cfg.eval.interval and counters["iteration"] % cfg.eval.interval == 0:
+            eval_stats = evaluate()
+            metrics.update(eval_metrics(eval_stats))
+            history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+        log(metrics)
+        progress.update(frames)
+        if "loss/qvalue" in metrics:
+            progress.set_postfix(
+                q=f"{metrics['loss/qvalue']:.3f}", alpha=f"{metrics['sac/alpha']:.3f}"
+            )
+        if counters["iteration"] % cfg.checkpoint.interval == 0:
+            clock.tick()  # the evaluation above included: a resume never steps back
+            checkpointer.save()
+    progress.close()
+    if collector is not None:
+        collector.shutdown()
+    last_eval = history["eval/return"][-1][0] if history["eval/return"] else None
+    if last_eval != counters["frames"] or not eval_stats:
+        eval_stats = evaluate()
+    # A finished run re-run in its directory re-evaluates without logging the same step twice.
+    if last_eval != counters["frames"]:
+        history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
+        log(eval_metrics(eval_stats))
+    clock.tick()
+    path = checkpointer.save()
+    curve = plot_learning_curve(
+        history,
+        run_dir / "learning_curve.png",
+        title=curve_title(cfg.variant, task_label(cfg.env.name, cfg.env.kwargs), cfg.seed),
+        references=task_references(cfg.env.name, cfg.env.kwargs),
+    )
+    print_summary(eval_stats, path, curve)
