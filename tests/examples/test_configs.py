@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from tensordict import TensorDict
 
+from torchrl_flowmbpo.config.entry import check_command_line
 from torchrl_flowmbpo.modules.builders import (
     ACTOR_TYPES,
     WORLD_MODEL_TYPES,
@@ -20,7 +21,6 @@ from torchrl_flowmbpo.modules.builders import (
     build_critic,
 )
 from torchrl_flowmbpo.trainers import factories, make_policy
-from torchrl_flowmbpo.trainers.overrides import check_overrides
 from torchrl_flowmbpo.trainers.shac import shac_model_specs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ def test_option_composes_and_builds_models(utils, group, option):
 
 def test_shac_bundle_has_no_world_model_and_builds_its_networks():
     cfg = compose_config("experiment=shac", "env=cartpole")
-    assert cfg.variant == "shac" and cfg.algo.name == "shac" and "world_model" not in cfg
+    assert cfg.variant == "shac" and cfg.algo.name == "shac" and cfg.world_model is None
     assert (cfg.algo.horizon, cfg.algo.ret_rms, cfg.algo.target_critic) == (32, False, True)
     assert cfg.critic.num_members == 1 and list(cfg.actor.hidden) == [64, 64]
     specs = shac_model_specs(cfg)
@@ -203,18 +203,19 @@ def test_grad_checkpoint_override_reaches_the_flow_world_model(utils):
         "world_model.preset=small",
         "world_model.grad_checkpoint=true",
     )
-    assert check_overrides(list(overrides), CONFIG_DIR) is None
+    assert check_command_line(CONFIG_DIR, "config", list(overrides)) is None
     # The MLP world model has no ODE solve to checkpoint.
-    problem = check_overrides(
-        ["experiment=baseline", "world_model.grad_checkpoint=true"], CONFIG_DIR
+    problem = check_command_line(
+        CONFIG_DIR, "config", ["experiment=baseline", "world_model.grad_checkpoint=true"]
     )
-    assert "unknown key 'world_model.grad_checkpoint'" in problem
+    assert problem.startswith("world_model.grad_checkpoint is not a key of world_model")
     specs = utils.model_specs(compose_config(*overrides))
     assert specs["world_model"]["grad_checkpoint"] is True
     assert utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")[0].grad_checkpoint is True
     # Checkpoints written before the option existed lack the key: rebuilt without checkpointing.
     del specs["world_model"]["grad_checkpoint"]
     assert utils.make_models(specs, TINY_OBS, TINY_ACT, "cpu")[0].grad_checkpoint is False
-    bad = utils.model_specs(compose_config(*overrides[:2], "world_model.grad_checkpoint=maybe"))
-    with pytest.raises(ValueError, match="grad_checkpoint must be a bool, got 'maybe'"):
-        utils.make_models(bad, TINY_OBS, TINY_ACT, "cpu")
+    problem = check_command_line(
+        CONFIG_DIR, "config", [*overrides[:2], "world_model.grad_checkpoint=maybe"]
+    )
+    assert problem == "world_model.grad_checkpoint='maybe' is not allowed; allowed: true or false."

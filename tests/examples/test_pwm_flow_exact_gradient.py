@@ -31,4 +31,7 @@ def test_exact_gradient_needs_a_differentiable_task(scripts):
         "env=ant env.num_envs=2 diagnostics.exact_gradient=true hydra.run.dir=DIR"
     ).result()
     assert run.returncode != 0 and "Traceback" not in run.stderr
-    assert "diagnostics.exact_gradient=true needs a differentiable simulator" in run.stderr
+    assert (
+        "Invalid configuration: diagnostics.exact_gradient=True is not allowed; allowed: false "
+        "on a task without a differentiable simulator." in run.stderr
+    )
