@@ -31,19 +31,16 @@ def _single_thread():
 
 @pytest.fixture(scope="session")
 def load_script() -> Callable[[Path, str], ModuleType]:
-    """Loads a script of ``examples/`` or ``benchmarks/`` (folders of scripts, not packages).
+    """Loads a script of ``examples/``, ``benchmarks/`` or ``studies/`` (folders of scripts, not
+    packages).
 
     The module is registered in ``sys.modules`` under ``name`` first: dataclasses resolve a
-    script's string annotations through it.
+    script's string annotations through it. Scripts that import their siblings (``from
+    plain_pwm import ...``) find them through pytest's ``pythonpath`` (pyproject.toml), as
+    ``python benchmarks/<name>.py`` finds them through the script's folder.
     """
 
     def load(path: Path, name: str) -> ModuleType:
-        # Scripts import their siblings (``from plain_pwm import ...``): run as
-        # ``python benchmarks/<name>.py`` they find them through their folder, which Python
-        # puts first on sys.path; do the same here.
-        folder = str(Path(path).resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

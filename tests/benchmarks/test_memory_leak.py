@@ -5,14 +5,9 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
-from pathlib import Path
 
+import memory_leak as bench  # benchmarks/ is on pytest's pythonpath (pyproject.toml)
 import pytest
-
-# benchmarks/ is a folder of scripts, not a package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-import memory_leak as bench
 
 
 def _samples(rss_of_iteration, iterations: int = 300, per_iteration: int = 2):

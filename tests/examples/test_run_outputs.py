@@ -56,7 +56,7 @@ def test_task_label_names_the_task_as_configured(support, name, kwargs, label):
 
 
 def test_references_are_the_committed_measurements_of_exactly_that_task(support):
-    # docs/data/task_references.csv, from benchmarks/task_references.py (docs/tasks.md).
+    # docs/data/task_references.csv, from studies/task_references.py (docs/tasks.md).
     balance = support.task_references("cartpole", {"start_angle": 0.0})
     assert balance == pytest.approx({"zero": -397.34, "random": -1174.50, "pd": -1.39})
     swing_up = support.task_references("cartpole", {})
@@ -191,6 +191,6 @@ def test_restore_says_which_checkpoint_it_loads(support, tmp_path, capsys):
     ],
 )
 def test_learning_report_reads_the_configured_task_from_log_folders(load_script, folder, parts):
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_report.py"
+    script = Path(__file__).resolve().parents[2] / "studies" / "learning_report.py"
     match = load_script(script, "learning_report").LOG_NAME.match(folder)
     assert (match["variant"], match["task"], match["seed"]) == parts

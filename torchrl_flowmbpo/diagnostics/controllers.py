@@ -5,7 +5,7 @@ walking gait below standing still cannot guide an actor toward walking. Each con
 an observation batch ``[N, obs]`` to actions ``[N, act]`` in [-1, 1]; the time-driven ones keep
 a step counter, so build a fresh one (``REFERENCE_CONTROLLERS[task][name]()``) per episode batch.
 
-Measured (``benchmarks/task_references.py``, 64 worlds, full episodes): the cartpole ``pd``
+Measured (``studies/task_references.py``, 64 worlds, full episodes): the cartpole ``pd``
 balancer about −1.2 per 240-step episode from upright; the Ant ``trot`` in docs/tasks.md.
 """
 

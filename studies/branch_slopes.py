@@ -24,9 +24,9 @@ action noise σ, as ``examples/gradient_check.py --smooth``). Everything but the
 is the same.
 
 Usage:
-    python benchmarks/branch_slopes.py                      # K = 1 vs 16, MLP: 20-30 min here
-    python benchmarks/branch_slopes.py --smooth 0.3 --smooth-samples 256 --steps 8000
-    python benchmarks/branch_slopes.py --branches 16 --diff-weight 10 --wm flow --csv out.csv
+    python studies/branch_slopes.py                      # K = 1 vs 16, MLP: 20-30 min here
+    python studies/branch_slopes.py --smooth 0.3 --smooth-samples 256 --steps 8000
+    python studies/branch_slopes.py --branches 16 --diff-weight 10 --wm flow --csv out.csv
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Print the held-out metrics of pretraining runs as one markdown table (docs/results.md).
 
-    python benchmarks/pretrain_table.py docs/data/pretrain/anymal_mlp docs/data/pretrain/anymal_flow
+    python studies/pretrain_table.py docs/data/pretrain/anymal_mlp docs/data/pretrain/anymal_flow
 
 Each argument is a folder holding the ``metrics.csv`` of ``examples/pretrain_world_model.py``
 (a run directory, or its copy under ``docs/data/pretrain``); the folder name labels its rows.

@@ -1,20 +1,17 @@
-"""benchmarks/branch_slopes.py: the branched data and a tiny end-to-end row."""
+"""studies/branch_slopes.py: the branched data and a tiny end-to-end row."""
 
 from __future__ import annotations
 
 import csv
 import math
-import sys
 from pathlib import Path
 
+import branch_slopes as bench  # studies/ is on pytest's pythonpath (pyproject.toml)
 import pytest
 import torch
 from tensordict import TensorDict
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "branch_slopes.py"
-# benchmarks/ is a folder of scripts, not a package.
-sys.path.insert(0, str(SCRIPT.parent))
-import branch_slopes as bench  # noqa: E402
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "branch_slopes.py"
 
 
 @pytest.fixture(scope="module")

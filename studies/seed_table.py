@@ -8,7 +8,7 @@ evaluations **stood still**: mean |velocity| below ``--still-speed`` m/s over ep
 full ``--episode-length``. Writes ``seed_table.md`` into ``--out`` and prints it.
 
 Usage:
-    python benchmarks/seed_table.py docs/data/learning --out docs/images/learning/return
+    python studies/seed_table.py docs/data/learning --out docs/images/learning/return
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, str], list[SeedSu
         f"the evaluations that stood still (|velocity| < {args.still_speed} m/s over "
         f"{args.episode_length}-step episodes) out of all"
     )
-    command = " ".join(["python benchmarks/seed_table.py", *argv])
+    command = " ".join(["python studies/seed_table.py", *argv])
     print(write_table(groups, args.out, command, rule).read_text())
     return dict(groups)
 

@@ -1,4 +1,4 @@
-"""benchmarks/model_gradients.py: behaviour policy and a tiny end-to-end row."""
+"""studies/model_gradients.py: behaviour policy and a tiny end-to-end row."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import model_gradients as bench  # studies/ is on pytest's pythonpath (pyproject.toml)
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "model_gradients.py"
-# benchmarks/ is a folder of scripts, not a package.
-sys.path.insert(0, str(SCRIPT.parent))
-import model_gradients as bench  # noqa: E402
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "model_gradients.py"
 
 
 def test_behaviour_policy_alternates_random_and_pumping():

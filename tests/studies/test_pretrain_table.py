@@ -1,14 +1,14 @@
-"""benchmarks/pretrain_table.py on a hand-written metrics.csv."""
+"""studies/pretrain_table.py on a hand-written metrics.csv."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def test_rows_per_evaluation_in_minutes_with_dashes_for_undefined(load_script, tmp_path):
-    script = load_script(BENCHMARKS / "pretrain_table.py", "pretrain_table")
+    script = load_script(STUDIES / "pretrain_table.py", "pretrain_table")
     run = tmp_path / "anymal_flow"
     run.mkdir()
     (run / "metrics.csv").write_text(

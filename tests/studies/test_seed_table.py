@@ -1,4 +1,4 @@
-"""benchmarks/seed_table.py on synthetic run folders with hand-counted cells."""
+"""studies/seed_table.py on synthetic run folders with hand-counted cells."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.fixture(scope="module")
 def table(load_script):
-    load_script(BENCHMARKS / "learning_report.py", "learning_report")
-    return load_script(BENCHMARKS / "seed_table.py", "seed_table")
+    load_script(STUDIES / "learning_report.py", "learning_report")
+    return load_script(STUDIES / "seed_table.py", "seed_table")
 
 
 def write_evals(write_metric, root: Path, variant: str, seed: int, steps, *series) -> None:

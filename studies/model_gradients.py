@@ -15,9 +15,9 @@ Adam lr 3e-4, clip 20), ``--steps`` steps of ``--batch`` slices. Evaluation: ``-
 states from a separate set of episodes (another seed).
 
 Usage:
-    python benchmarks/model_gradients.py --variant small                       # default model
-    python benchmarks/model_gradients.py --variant small --variant latent32 --csv out.csv
-    python benchmarks/model_gradients.py --list                                # variants
+    python studies/model_gradients.py --variant small                       # default model
+    python studies/model_gradients.py --variant small --variant latent32 --csv out.csv
+    python studies/model_gradients.py --list                                # variants
 """
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ CSVs to ``DIR/<task>/<variant>/seed<k>/<namespace>/<metric>.csv`` for committing
 read back too, so the report can be rebuilt from committed data.
 
 Usage:
-    python benchmarks/learning_report.py runs/learning --out docs/results_generated
-    python benchmarks/learning_report.py runs/learning/ant --copy-data docs/data
-    python benchmarks/learning_report.py docs/data --metric train/return --last-k 5
+    python studies/learning_report.py runs/learning --out docs/results_generated
+    python studies/learning_report.py runs/learning/ant --copy-data docs/data
+    python studies/learning_report.py docs/data --metric train/return --last-k 5
 """
 
 from __future__ import annotations
@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> list[GroupResult]:
             path = args.out / f"{task}_{name}.png"
             if plot_task(task_results, path, args.metric, wallclock=name == "wallclock"):
                 print(path)
-    command = " ".join(["python benchmarks/learning_report.py", *argv])
+    command = " ".join(["python studies/learning_report.py", *argv])
     _, md_path = write_table(results, args.out, metric=args.metric, command=command, **options)
     print(md_path.read_text())
     return results

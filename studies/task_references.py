@@ -8,9 +8,9 @@ of every world: its return up to and including its first done step) and the mean
 the return and of the episode length are printed as a Markdown table.
 
 Usage:
-    python benchmarks/task_references.py                       # ant, 64 worlds, seed 3
-    python benchmarks/task_references.py --tasks ant anymal humanoid --num-envs 16
-    python benchmarks/task_references.py --tasks cartpole --kwargs '{"start_angle": 0.0}' \
+    python studies/task_references.py                       # ant, 64 worlds, seed 3
+    python studies/task_references.py --tasks ant anymal humanoid --num-envs 16
+    python studies/task_references.py --tasks cartpole --kwargs '{"start_angle": 0.0}' \
         --csv docs/data/task_references.csv                    # balance; rows appended to a CSV
 
 ``--csv`` appends one row per task and behaviour (``task``, ``kwargs`` as JSON, ``behaviour``,

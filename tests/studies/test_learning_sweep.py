@@ -1,4 +1,4 @@
-"""benchmarks/learning.sh: a tiny cartpole sweep (one seed, baseline PWM and SAC) trains into the
+"""studies/learning.sh: a tiny cartpole sweep (one seed, baseline PWM and SAC) trains into the
 documented run layout, passes PWM_ARGS / SAC_ARGS through, skips finished runs on a rerun and
 writes the report; an unknown variant fails before anything runs."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from torchrl_flowmbpo.trainers import load_checkpoint
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "learning.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "learning.sh"
 FRAMES = 320  # 4 envs x 16 steps per PWM iteration, 64 frames per SAC batch: 5 batches each
 PWM_ARGS = (
     "env.num_envs=4 +env.kwargs.episode_length=50 collector.init_random_frames=128 "

@@ -1,4 +1,4 @@
-"""benchmarks/diagnostics_table.py on synthetic run folders with hand-computed finals."""
+"""studies/diagnostics_table.py on synthetic run folders with hand-computed finals."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.fixture(scope="module")
 def table(load_script):
-    load_script(BENCHMARKS / "learning_report.py", "learning_report")
-    return load_script(BENCHMARKS / "diagnostics_table.py", "diagnostics_table")
+    load_script(STUDIES / "learning_report.py", "learning_report")
+    return load_script(STUDIES / "diagnostics_table.py", "diagnostics_table")
 
 
 def test_finals_stop_at_the_common_step_and_sac_is_left_out(table, tmp_path, write_metric):

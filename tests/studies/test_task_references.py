@@ -1,4 +1,4 @@
-"""benchmarks/task_references.py: first-episode returns checked against a hand-summed rollout."""
+"""studies/task_references.py: first-episode returns checked against a hand-summed rollout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from torchrl_flowmbpo.envs import make_env
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "task_references.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "task_references.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Learning sweep: the four PWM variants (baseline, flow_wm, flow_policy, full_flow) and SAC, seeds
-# 0 1 2, on each task given (default: ant), then benchmarks/learning_report.py on them.
+# 0 1 2, on each task given (default: ant), then studies/learning_report.py on them.
 #
-#   bash benchmarks/learning.sh                       # ant
-#   bash benchmarks/learning.sh ant anymal humanoid
-#   FRAMES=20000 RUNS=/tmp/smoke bash benchmarks/learning.sh ant   # quick smoke sweep
-#   SEEDS="0 2" bash benchmarks/learning.sh & SEEDS=1 bash benchmarks/learning.sh &  # 2 at a time
+#   bash studies/learning.sh                       # ant
+#   bash studies/learning.sh ant anymal humanoid
+#   FRAMES=20000 RUNS=/tmp/smoke bash studies/learning.sh ant   # quick smoke sweep
+#   SEEDS="0 2" bash studies/learning.sh & SEEDS=1 bash studies/learning.sh &  # 2 at a time
 #
 # Resumable: rerun the same command. A run whose learning_curve.png exists (written at the very
 # end of a run) is skipped; an interrupted one resumes from its latest checkpoint in its run
@@ -78,4 +78,4 @@ for task in "${tasks[@]}"; do
     report_dirs+=("$RUNS/$task")
 done
 
-"$PYTHON" benchmarks/learning_report.py "${report_dirs[@]}" --out "$OUT"
+"$PYTHON" studies/learning_report.py "${report_dirs[@]}" --out "$OUT"

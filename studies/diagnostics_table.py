@@ -7,8 +7,8 @@ that diagnostic; the table gives the mean over seeds with the seeds' range. Runs
 diagnostics (SAC) are left out. Writes ``diagnostics_table.csv`` and ``.md`` into ``--out``.
 
 Usage:
-    python benchmarks/diagnostics_table.py runs/learning --out docs/results_generated
-    python benchmarks/diagnostics_table.py docs/data/learning --last-k 5
+    python studies/diagnostics_table.py runs/learning --out docs/results_generated
+    python studies/diagnostics_table.py docs/data/learning --last-k 5
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     rows = summarise(runs, args.last_k)
     if not rows:
         sys.exit("No run logged any of: " + ", ".join(DIAGNOSTIC_METRICS))
-    command = " ".join(["python benchmarks/diagnostics_table.py", *argv])
+    command = " ".join(["python studies/diagnostics_table.py", *argv])
     print(write_tables(rows, args.out, command).read_text())
     return rows
 

@@ -1,4 +1,4 @@
-"""benchmarks/learning_report.py on synthetic run folders with hand-computed statistics."""
+"""studies/learning_report.py on synthetic run folders with hand-computed statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_report.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "learning_report.py"
 STEPS = [1000, 2000, 3000, 4000, 5000]
 REPS = ["--reps", "300"]
 
