@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 
 from torchrl_flowmbpo.trainers import build_pwm_trainer, factories
@@ -66,18 +65,3 @@ def test_full_diagnostics_register_hooks_and_build_their_simulators(tmp_path, mo
     assert built == [2, 1, 1, 3]
     stages = {stage for stage, ops in trainer._ops.items() if ops}
     assert stages == {"batch_process", "post_optim", "post_eval"}
-
-
-@pytest.mark.parametrize(
-    ("override", "named"),
-    [
-        ("research.actor_bc_steps=-1", "research.actor_bc_steps=-1 must be >= 0"),
-        ("research.init_controller=trot", "research.init_controller='trot' is not a reference"),
-    ],
-)
-def test_research_values_are_checked_before_any_simulator(tmp_path, monkeypatch, override, named):
-    built = []
-    monkeypatch.setattr(factories, "make_env", lambda *a, **k: built.append(k))
-    with pytest.raises(ValueError, match=named.replace("(", r"\(")):
-        build_pwm_trainer(compose_config(override), tmp_path)
-    assert built == []

@@ -51,40 +51,7 @@ from torchrl_flowmbpo.diagnostics.world_model import imagination_vs_real, termin
 from torchrl_flowmbpo.envs import make_env
 from torchrl_flowmbpo.envs.locomotion import task_kwargs
 
-__all__ = ["Instrumentation", "check_research_config", "make_exact_gradient_check"]
-
-
-def check_research_config(cfg: DictConfig) -> None:
-    """Raises ``ValueError`` naming any ``diagnostics`` or ``research`` value out of its range."""
-    research, problems = cfg.research, []
-    for key in ("critic_warmup_steps", "actor_bc_steps"):
-        if research[key] < 0:
-            problems.append(f"research.{key}={research[key]} must be >= 0")
-    if not research.real_value_coef >= 0:
-        problems.append(
-            f"research.real_value_coef={research.real_value_coef} must be >= 0 (0: off)"
-        )
-    controller = research.init_controller
-    allowed = sorted(REFERENCE_CONTROLLERS.get(cfg.env.name, {}))
-    if controller is not None and controller not in allowed:
-        problems.append(
-            f"research.init_controller={controller!r} is not a reference controller of task "
-            f"{cfg.env.name!r} (allowed: {allowed or 'none'}; null: uniform random actions)"
-        )
-    noise = research.init_controller_noise
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-        problems.append(f"research.init_controller_noise={noise!r} must be a number >= 0")
-    tolerance = cfg.diagnostics.critic_tail_tolerance
-    if not 0 <= tolerance < 1:
-        problems.append(
-            f"diagnostics.critic_tail_tolerance={tolerance} must be in [0, 1) (0: no critic check)"
-        )
-    for key, least in (("probe_steps", 0), ("probe_envs", 2)):
-        value = cfg.diagnostics[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            problems.append(f"diagnostics.{key}={value!r} must be an integer >= {least}")
-    if problems:
-        raise ValueError("; ".join(problems) + ".")
+__all__ = ["Instrumentation", "make_exact_gradient_check"]
 
 
 def make_exact_gradient_check(

@@ -24,7 +24,6 @@ from torchrl_flowmbpo.transforms import RewardNormalization
 
 __all__ = [
     "REWARD_NORM_KEY",
-    "check_schedule",
     "count_iterations",
     "load_pretrained",
     "make_losses",
@@ -287,20 +286,3 @@ def reward_units(state: dict[str, Any]) -> tuple[float, float]:
     norm = make_reward_normalization(OmegaConf.create(state["config"]))
     norm.load_state_dict(state["modules"]["reward_norm"])
     return float(norm.scale), float(norm.loc)
-
-
-def check_schedule(cfg: DictConfig) -> None:
-    """Raises ``ValueError`` naming any schedule value out of its range."""
-    algo = cfg.algo
-    problems = []
-    if algo.actor_updates_per_iter < 1:
-        problems.append(f"algo.actor_updates_per_iter={algo.actor_updates_per_iter} must be >= 1")
-    if algo.actor_batch is not None and algo.actor_batch < 1:
-        problems.append(f"algo.actor_batch={algo.actor_batch} must be >= 1 (null: env.num_envs)")
-    weight = algo.term_pos_weight
-    if weight != "balanced" and (
-        not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0
-    ):
-        problems.append(f"algo.term_pos_weight={weight!r} must be a positive number or 'balanced'")
-    if problems:
-        raise ValueError("; ".join(problems) + ".")

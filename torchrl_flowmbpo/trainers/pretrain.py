@@ -44,17 +44,10 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
 
     Raises:
         DatasetError: for a dataset that cannot be read.
-        ValueError: for a value out of its range or a resume with another config.
-        TypeError: for a value of the wrong type.
+        ValueError: for more held-out env columns than the data has, or a resume with another
+            config (types and ranges: :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
     algo, horizon = cfg.algo, cfg.algo.horizon
-    if cfg.steps < 1 or cfg.eval.interval < 1 or cfg.checkpoint.interval < 1:
-        raise ValueError(
-            f"steps={cfg.steps}, eval.interval={cfg.eval.interval} and "
-            f"checkpoint.interval={cfg.checkpoint.interval} must be >= 1."
-        )
-    if cfg.dataset.path is None:
-        raise ValueError("dataset.path=PATH is required (a dataset directory).")
     parts = None if cfg.dataset.parts is None else list(cfg.dataset.parts)
     data, manifest = load_dataset(cfg.dataset.path, parts)
     train, held_out = held_out_split(data, cfg.dataset.held_out_envs)

@@ -9,10 +9,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from torchrl_flowmbpo.data import make_collector, make_slice_replay_buffer
-from torchrl_flowmbpo.diagnostics.hooks import Instrumentation, check_research_config
+from torchrl_flowmbpo.diagnostics.hooks import Instrumentation
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, make_policy
 from torchrl_flowmbpo.trainers.factories import (
-    check_schedule,
     count_iterations,
     load_pretrained,
     make_losses,
@@ -46,16 +45,11 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         The trainer and notes for the run log (the checkpoint resumed from, rows dropped).
 
     Raises:
-        ValueError: for a value out of its range, a pretrained model that does not fit the
-            task, or a resume with another config (the keys that differ are named).
-        TypeError: for a value of the wrong type.
+        ValueError: for a pretrained model that does not fit the task, or a resume with
+            another config (the keys that differ are named). Types and ranges are checked
+            before, by :func:`torchrl_flowmbpo.config.validate`.
     """
     specs = model_specs(cfg)
-    check_schedule(cfg)
-    check_research_config(cfg)
-    # Constructor checks on throw-away tiny models: bad values fail before the simulator compiles.
-    make_losses(cfg, *make_models(specs, 1, 1, "cpu"))
-    make_reward_normalization(cfg)
     env = make_task_env(specs["env"], num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
     obs_dim = env.observation_spec["observation"].shape[-1]
     action_dim = env.action_spec.shape[-1]
