@@ -44,25 +44,15 @@ def train_sac(cfg: DictConfig, run_dir: Path) -> None:
     checkpoint if there is one; ends with an evaluation, a checkpoint and the learning curve.
 
     Raises:
-        ValueError: for a value out of its range or a resume with another config.
-        TypeError: for a value of the wrong type.
+        ValueError: for a resume with another config (types and ranges:
+            :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
     sac = cfg.sac
     env_spec = {
         "name": cfg.env.name,
         "kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
     }
-    if sac.utd_ratio <= 0 or cfg.checkpoint.interval < 1:
-        raise ValueError(
-            f"sac.utd_ratio={sac.utd_ratio} must be > 0 and "
-            f"checkpoint.interval={cfg.checkpoint.interval} >= 1."
-        )
     frames_per_batch = cfg.collector.frames_per_batch
-    if frames_per_batch < 1 or frames_per_batch % cfg.env.num_envs:
-        raise ValueError(
-            f"collector.frames_per_batch={frames_per_batch} must be a positive multiple of "
-            f"env.num_envs={cfg.env.num_envs}."
-        )
     replay_buffer = make_transition_buffer(sac.buffer_size, sac.batch_size, cfg.device)
     env = make_task_env(env_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
     obs_dim = env.observation_spec["observation"].shape[-1]
