@@ -126,7 +126,7 @@ def test_the_finished_flag_and_the_counters_come_back(tmp_path):
     first, net, _ = _checkpointer(tmp_path)
     first.counters.update(iteration=4, frames=256)
     first.history["eval/return"].append([256, 3.5])
-    first.save(eval_return=3.5, finished=True)
+    first.save(finished=True)
     second, other, _ = _checkpointer(tmp_path)
     torch.nn.init.zeros_(other.weight)
     assert second.resume() == first.last_path and second.finished
@@ -151,6 +151,19 @@ def test_a_buffer_over_the_limit_is_not_saved_and_the_loss_is_said_once(tmp_path
     assert "replay_buffer" not in read_checkpoint(path)[0]
     (note,) = seen
     assert "max_buffer_mb" in note and "init_random_frames" in note
+
+
+def test_evaluated_weights_are_checkpointed_with_their_return(tmp_path):
+    ckpt, _, _ = _checkpointer(tmp_path)
+    ckpt.counters.update(iteration=1, frames=64)
+    assert not ckpt.due()  # interval 2
+    ckpt.history["eval/return"].append([64, 7.5])
+    assert ckpt.due()
+    path = ckpt.save()
+    ckpt.counters.update(iteration=2, frames=128)
+    assert ckpt.evaluation_now() is None  # the evaluation was of older weights
+    assert read_checkpoint(path)[1]["metadata"]["eval_return"] == 7.5
+    assert "eval_return" not in read_checkpoint(ckpt.save())[1]["metadata"]
 
 
 def test_rng_states_are_restored_only_when_asked(tmp_path):

@@ -148,15 +148,26 @@ class RunCheckpointer:
             )
         return None
 
-    def due(self) -> bool:
-        """Whether the schedule (iterations or wall-clock) asks for a checkpoint now."""
-        return self.schedule.due(self.counters[self.counter])
+    def evaluation_now(self) -> float | None:
+        """The return of an evaluation of the current weights (the learning curve's last
+        ``eval/return`` point is at the current frame), else None."""
+        evaluations = self.history.get("eval/return") or []
+        if evaluations and evaluations[-1][0] == self.counters.get("frames"):
+            return float(evaluations[-1][1])
+        return None
 
-    def save(self, *, eval_return: float | None = None, finished: bool = False) -> Path:
+    def due(self) -> bool:
+        """Whether a checkpoint is due: by the schedule (iterations or wall-clock), or because
+        the current weights were just evaluated (the rotation keeps the best evaluated ones)."""
+        return self.schedule.due(self.counters[self.counter]) or self.evaluation_now() is not None
+
+    def save(self, *, finished: bool = False) -> Path:
         """Writes the run's state as the checkpoint of the current counter; returns its path.
 
+        The manifest records the evaluation return of these weights, if they were evaluated
+        (:meth:`evaluation_now`): the rotation keeps the best of those.
+
         Args:
-            eval_return: the latest evaluation return (the rotation keeps the best).
             finished: whether the run has done all its frames (a rerun then does nothing).
 
         Raises:
@@ -175,7 +186,7 @@ class RunCheckpointer:
         metadata = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "counters": dict(self.counters),
-            "eval_return": eval_return,
+            "eval_return": self.evaluation_now(),
             "finished": finished,
         }
         step = int(self.counters[self.counter])

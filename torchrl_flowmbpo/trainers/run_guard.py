@@ -73,7 +73,7 @@ class RunGuard:
         path = self.checkpointer.last_path
         return f"last good checkpoint: {path}" if path else "no checkpoint was written"
 
-    def save(self, *, eval_return: float | None = None, finished: bool = False) -> Path:
+    def save(self, *, finished: bool = False) -> Path:
         """Checkpoints now.
 
         Raises:
@@ -81,18 +81,15 @@ class RunGuard:
                 is named).
         """
         try:
-            return self.checkpointer.save(eval_return=eval_return, finished=finished)
+            return self.checkpointer.save(finished=finished)
         except NonFiniteStateError as err:
             raise RunStopped(f"Stopped: {err}; {self._last_good()}.", 1) from err
 
-    def after_iteration(
-        self, *, skipped_total: int | None = None, eval_return: float | None = None
-    ) -> None:
+    def after_iteration(self, *, skipped_total: int | None = None) -> None:
         """Ends an iteration: checks skipped updates, checkpoints if due, stops on a signal.
 
         Args:
             skipped_total: the updater's skipped steps so far (None: not tracked).
-            eval_return: the latest evaluation return (for the best checkpoint).
 
         Raises:
             RunStopped: a signal came (after the checkpoint), updates were skipped in too many
@@ -104,7 +101,7 @@ class RunGuard:
             except TooManySkippedUpdatesError as err:
                 raise RunStopped(f"Stopped: {err}; {self._last_good()}.", 1) from err
         if self.stop.requested or self.checkpointer.due():
-            path = self.save(eval_return=eval_return)
+            path = self.save()
             if self.stop.requested:
                 counter = self.checkpointer.counter
                 raise RunStopped(
