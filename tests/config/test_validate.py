@@ -13,6 +13,21 @@ from torchrl_flowmbpo.config.entry import check_command_line
 BAD_VALUES = [
     (
         "config",
+        ["+env.kwargs.episode_length=abc"],
+        "env.kwargs.episode_length='abc' is not allowed; allowed: an integer.",
+    ),
+    (
+        "config",
+        ["env.kwargs.start_angle=upright"],
+        "env.kwargs.start_angle='upright' is not allowed; allowed: a number.",
+    ),
+    (
+        "config",
+        ["+env.kwargs.capture=maybe"],
+        "env.kwargs.capture='maybe' is not allowed; allowed: true or false.",
+    ),
+    (
+        "config",
         ["algo.actor_updates_per_iter=0"],
         "algo.actor_updates_per_iter=0 is not allowed; allowed: an integer >= 1.",
     ),

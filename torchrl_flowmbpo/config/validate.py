@@ -25,7 +25,7 @@ from omegaconf.errors import (
 )
 
 from torchrl_flowmbpo.config.renames import RENAMED_KEYS
-from torchrl_flowmbpo.envs.locomotion import task_kwargs
+from torchrl_flowmbpo.envs.locomotion import task_kwarg_types, task_kwargs
 
 __all__ = ["ConfigError", "describe_error", "validate"]
 
@@ -82,17 +82,27 @@ def _check_device(device: str) -> None:
             raise _refuse("device", device, f"a device of this machine: {devices}")
 
 
+def _has_type(value: Any, hint: Any) -> bool:
+    if hint is float:  # an int is a float here, as in OmegaConf
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
 def _check_task(cfg: DictConfig) -> None:
     env = cfg.env
-    allowed = task_kwargs(env.name)
-    for key in env.kwargs:
+    types = task_kwarg_types(env.name)
+    for key, value in env.kwargs.items():
         if f"env.kwargs.{key}" in RENAMED_KEYS:
             raise ConfigError(_unknown_key(f"env.kwargs.{key}"))
-        if key not in allowed:
+        if key not in types:
             raise ConfigError(
                 f"env.kwargs.{key} is not a keyword argument of task {env.name!r}; "
-                f"allowed: {list(allowed)}."
+                f"allowed: {sorted(types)}."
             )
+        if types[key] in _TYPE_WORDS and not _has_type(value, types[key]):
+            raise _refuse(f"env.kwargs.{key}", _plain(value), _type_in_words(types[key]))
 
 
 def _check_models(cfg: DictConfig) -> None:

@@ -6,6 +6,7 @@ Importing this package does not import ``newton`` or ``warp``: they load when an
 from __future__ import annotations
 
 import inspect
+import typing
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ __all__ = [
     "HumanoidEnv",
     "LocomotionEnv",
     "make_env",
+    "task_kwarg_types",
     "task_kwargs",
 ]
 
@@ -46,17 +48,31 @@ def task_kwargs(name: str) -> tuple[str, ...]:
     Args:
         name: task name, a key of :data:`TASKS`.
     """
-    names: set[str] = set()
+    return tuple(sorted(task_kwarg_types(name)))
+
+
+def task_kwarg_types(name: str) -> dict[str, Any]:
+    """The keyword arguments of :func:`task_kwargs` and their annotated types.
+
+    Args:
+        name: task name, a key of :data:`TASKS`.
+
+    Examples:
+        >>> task_kwarg_types("cartpole")["episode_length"]
+        <class 'int'>
+    """
+    types: dict[str, Any] = {}
     # The task class and its own bases (e.g. LocomotionEnv), up to TorchRL's EnvBase.
     for klass in _task_class(name).__mro__:
         if klass is EnvBase:
             break
         if "__init__" not in vars(klass):
             continue
+        hints = typing.get_type_hints(klass.__init__)
         for p in inspect.signature(klass.__init__).parameters.values():
-            if p.kind is inspect.Parameter.KEYWORD_ONLY:
-                names.add(p.name)
-    return tuple(sorted(names - set(_FACTORY_ARGS)))
+            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _FACTORY_ARGS:
+                types.setdefault(p.name, hints.get(p.name, Any))
+    return types
 
 
 def _task_class(name: str) -> type[EnvBase]:
