@@ -47,3 +47,24 @@ def test_bad_config_exits_with_one_line_before_a_run_directory_exists(
     assert result.returncode == 1
     assert result.stderr == f"Invalid configuration: {message}\n"
     assert not run_dir.exists()
+
+
+def test_a_sweep_validates_each_run_in_the_task(tmp_path):
+    # -m skips the check before Hydra starts (a sweep is many configs): each job checks its own.
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "pwm_flow.py"),
+            "-m",
+            "env.num_envs=0",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Invalid configuration: env.num_envs=0 is not allowed; allowed: an integer >= 1."
+    )
