@@ -19,6 +19,7 @@ __all__ = [
     "Rule",
     "at_least",
     "checked",
+    "finite",
     "fraction",
     "number_at_least",
     "one_of",
@@ -49,6 +50,11 @@ class Rule:
 def at_least(least: int) -> Rule:
     """An integer ``>= least``."""
     return Rule(f"an integer >= {least}", lambda v: v >= least)
+
+
+def finite() -> Rule:
+    """Any finite number (NaN and infinities are refused)."""
+    return Rule("a finite number", math.isfinite)
 
 
 def number_at_least(least: float) -> Rule:

@@ -3,9 +3,10 @@
 Every YAML file of ``configs/`` names its schema in its defaults list (``- schema_pwm``, or
 ``- /schema/world_model@_here_: flow`` in a group option), so Hydra types every key when it
 composes: ``seed=abc`` or ``algo.horizon=1.5`` is refused before any code runs. The values live
-in the YAML files only: no field has a default, so a key that a YAML file forgets is an error
-too. Each field's :class:`~torchrl_flowmbpo.config.rules.Rule` (``>= 1``, one of a few names) is
-checked by :func:`~torchrl_flowmbpo.config.validate`.
+in the YAML files only: no key has a default (the world-model slot is empty for SHAC), so a key
+that a YAML file forgets is an error too. Each field's
+:class:`~torchrl_flowmbpo.config.rules.Rule` (``>= 1``, one of a few names) is checked by
+:func:`~torchrl_flowmbpo.config.validate`.
 
 TorchRL's ``torchrl.trainers.algorithms.configs`` describe ``_target_`` factories of TorchRL
 classes (a collector, a replay buffer) with their constructor keys; these describe the keys of
@@ -25,6 +26,7 @@ from torchrl_flowmbpo.config.rules import (
     Rule,
     at_least,
     checked,
+    finite,
     fraction,
     number_at_least,
     one_of,
@@ -85,7 +87,7 @@ class WorldModelConfig:
     preset: str = checked(one_of(PRESETS))
     reward_head: str = checked(one_of(REWARD_HEADS))
     termination_head: bool = MISSING
-    term_bias_init: float = checked(number_at_least(-1e6))
+    term_bias_init: float = checked(finite())
     pretrained: str | None = MISSING
     finetune: bool = MISSING
 
@@ -110,8 +112,8 @@ class ActorConfig:
 
     type: str = checked(one_of(["gaussian"]))
     hidden: list[int] = checked(positive_ints())
-    init_log_std: float = checked(number_at_least(-20))
-    min_log_std: float = checked(number_at_least(-20))
+    init_log_std: float = checked(finite())
+    min_log_std: float = checked(finite())
 
 
 @dataclass
@@ -201,6 +203,8 @@ class CollectorConfig:
 
 @dataclass
 class ReplayBufferConfig:
+    """``replay_buffer``: PWM's FIFO replay buffer."""
+
     size: int = checked(at_least(1))
 
 
@@ -245,6 +249,8 @@ class RecordConfig:
 
 @dataclass
 class CheckpointConfig:
+    """``checkpoint``: how often a run saves."""
+
     interval: int = checked(at_least(1))
 
 
@@ -279,6 +285,8 @@ class PWMRunConfig(RunConfig):
 
 @dataclass
 class SACCollectorConfig:
+    """``collector`` of a SAC run: the real-env budget and its batches."""
+
     total_frames: int = checked(at_least(1))
     frames_per_batch: int = checked(at_least(1))  # and a multiple of env.num_envs
 
