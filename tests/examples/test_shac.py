@@ -68,3 +68,20 @@ def test_task_without_a_differentiable_simulator_is_refused(scripts):
         "differentiable simulator (cartpole)." in run.stderr
     )
     assert "Traceback" not in run.stderr
+
+
+def test_actor_and_critic_share_observation_statistics_of_every_frame(shac_run):
+    state = torch.load(find_latest_checkpoint(shac_run.run_dir / "checkpoints"), weights_only=True)
+    assert state["specs"]["actor"]["input_norm"] and state["specs"]["critic"]["input_norm"]
+    assert state["config"]["actor"]["detach_latent"] is False  # SHAC's closed loop
+
+    def stats(module: str) -> dict[str, torch.Tensor]:
+        items = state["modules"][module].items()
+        prefix = {k.split("input_norm.stats.")[1]: v for k, v in items if "input_norm.stats." in k}
+        return {k: v for k, v in prefix.items() if k in ("mean", "var", "count")}
+
+    actor, critic = stats("actor"), stats("critic")
+    # Every observation the actor acted on (one per frame), plus the prior's 1e-4.
+    assert actor["count"].item() == pytest.approx(state["counters"]["frames"] + 1e-4)
+    assert all(torch.equal(actor[k], critic[k]) for k in actor)
+    assert actor["var"].min() > 0 and not torch.equal(actor["mean"], torch.zeros(5).double())

@@ -114,6 +114,7 @@ class ActorConfig:
     hidden: list[int] = checked(positive_ints())
     init_log_std: float = checked(finite())
     min_log_std: float = checked(finite())
+    detach_latent: bool = MISSING
 
 
 @dataclass
@@ -156,6 +157,13 @@ class AlgoConfig:
     critic_lr: float = checked(_LR)
     critic_grad_clip: float = checked(_CLIP)
     final_lr: float = checked(number_at_least(0))
+
+
+@dataclass
+class SHACAlgoConfig(AlgoConfig):
+    """``algo/shac.yaml``: SHAC's keys on top of the shared ones."""
+
+    obs_norm: bool = MISSING
 
 
 @dataclass
@@ -356,7 +364,7 @@ GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "world_model": {"mlp": WorldModelConfig, "flow": FlowWorldModelConfig},
     "actor": {"gaussian": ActorConfig, "flow": FlowActorConfig},
     "critic": {"ensemble": CriticConfig},
-    "algo": {"pwm": PWMAlgoConfig, "shac": AlgoConfig},
+    "algo": {"pwm": PWMAlgoConfig, "shac": SHACAlgoConfig},
     "logger": {"backend": LoggerConfig},
 }
 

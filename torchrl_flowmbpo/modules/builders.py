@@ -12,6 +12,7 @@ from typing import Any
 from torchrl_flowmbpo.modules.actors import FlowActor, GaussianActor
 from torchrl_flowmbpo.modules.critic import VCritic
 from torchrl_flowmbpo.modules.models.flow_world_model import FlowWorldModel
+from torchrl_flowmbpo.modules.models.input_norm import InputNormalizer
 from torchrl_flowmbpo.modules.models.world_model import LatentWorldModel, PWMWorldModel
 
 __all__ = [
@@ -56,13 +57,40 @@ def build_world_model(spec: Mapping[str, Any], obs_dim: int, action_dim: int) ->
     return cls.from_preset(preset, obs_dim, action_dim, **kwargs)
 
 
-def build_actor(spec: Mapping[str, Any], latent_dim: int, action_dim: int):
-    """Builds an actor from ``{"type": "gaussian" | "flow", **kwargs}``."""
+def _with_input_norm(
+    kwargs: dict[str, Any], dim: int, input_norm: InputNormalizer | None
+) -> dict[str, Any]:
+    # A spec stores ``input_norm: true`` (a checkpoint holds the statistics in the state dict).
+    if kwargs.pop("input_norm", False):
+        kwargs["input_norm"] = input_norm if input_norm is not None else InputNormalizer(dim)
+    return kwargs
+
+
+def build_actor(
+    spec: Mapping[str, Any],
+    latent_dim: int,
+    action_dim: int,
+    *,
+    input_norm: InputNormalizer | None = None,
+):
+    """Builds an actor from ``{"type": "gaussian" | "flow", **kwargs}``.
+
+    ``"input_norm": true`` in the spec puts an :class:`InputNormalizer` in front of the network:
+    ``input_norm`` if given (to share one with the critic), else a new one.
+
+    Examples:
+        >>> actor = build_actor({"type": "gaussian", "hidden": [8], "input_norm": True}, 5, 1)
+        >>> type(actor.policy_net.input_norm).__name__
+        'InputNormalizer'
+    """
     kwargs = dict(spec)
     cls = _lookup(kwargs.pop("type", None), ACTOR_TYPES, "actor")
-    return cls(latent_dim, action_dim, **kwargs)
+    return cls(latent_dim, action_dim, **_with_input_norm(kwargs, latent_dim, input_norm))
 
 
-def build_critic(spec: Mapping[str, Any], latent_dim: int) -> VCritic:
-    """Builds the V-critic ensemble from its keyword arguments."""
-    return VCritic(latent_dim, **spec)
+def build_critic(
+    spec: Mapping[str, Any], latent_dim: int, *, input_norm: InputNormalizer | None = None
+) -> VCritic:
+    """Builds the V-critic ensemble from its keyword arguments (``input_norm`` as for
+    :func:`build_actor`)."""
+    return VCritic(latent_dim, **_with_input_norm(dict(spec), latent_dim, input_norm))

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from torchrl_flowmbpo.envs.locomotion import task_kwargs
 from torchrl_flowmbpo.modules.builders import build_actor, build_critic
+from torchrl_flowmbpo.modules.models import InputNormalizer
 from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
 from torchrl_flowmbpo.trainers.factories import make_optimizers, make_task_env, make_value_loss
@@ -38,9 +39,10 @@ STATE_KEY = "observation"
 
 def shac_model_specs(cfg: DictConfig) -> dict[str, dict]:
     """The constructor specs stored in checkpoints (no world model)."""
+    reads = {"latent_key": STATE_KEY, "input_norm": cfg.algo.obs_norm}
     return {
-        "actor": {**OmegaConf.to_container(cfg.actor, resolve=True), "latent_key": STATE_KEY},
-        "critic": {**OmegaConf.to_container(cfg.critic, resolve=True), "latent_key": STATE_KEY},
+        "actor": {**OmegaConf.to_container(cfg.actor, resolve=True), **reads},
+        "critic": {**OmegaConf.to_container(cfg.critic, resolve=True), **reads},
         "env": {
             "name": cfg.env.name,
             "kwargs": OmegaConf.to_container(cfg.env.kwargs, resolve=True),
@@ -99,8 +101,10 @@ def train_shac(cfg: DictConfig, run_dir: Path) -> None:
     env = make_task_env(train_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
     obs_dim = env.observation_spec[STATE_KEY].shape[-1]
     action_dim = env.action_spec.shape[-1]
-    actor = build_actor(specs["actor"], obs_dim, action_dim).to(cfg.device)
-    critic = build_critic(specs["critic"], obs_dim).to(cfg.device)
+    # One normaliser for both networks; its statistics move only below, once per iteration.
+    obs_norm = InputNormalizer(obs_dim) if algo.obs_norm else None
+    actor = build_actor(specs["actor"], obs_dim, action_dim, input_norm=obs_norm).to(cfg.device)
+    critic = build_critic(specs["critic"], obs_dim, input_norm=obs_norm).to(cfg.device)
     actor_loss, value_loss = make_shac_losses(cfg, actor, critic, env)
     optimizers, schedulers = make_optimizers(cfg, None, actor, critic, iterations)
     updater = PWMUpdater(
@@ -146,6 +150,8 @@ def train_shac(cfg: DictConfig, run_dir: Path) -> None:
     for _ in range(counters["iteration"], iterations):
         metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
         start = actor_loss.next_start
+        if obs_norm is not None:
+            obs_norm.update(trajectory[STATE_KEY])
         for scheduler in schedulers.values():
             scheduler.step()
         counters["iteration"] += 1
