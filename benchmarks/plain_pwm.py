@@ -46,7 +46,7 @@ def plain_world_model_loss(
     rho: float = WM_RHO,
     term_pos_weight: float = 1.0,
 ) -> torch.Tensor:
-    """PWM's world-model loss by hand (algorithm.md §3, §5, §6), flow_source ``rollout``.
+    """PWM's world-model loss by hand, flow_source ``rollout``.
 
     Replay slices of ``>= H`` transitions, as :func:`plain_wm_tensors` returns them: ``obs``
     (o_t) and ``next_obs`` (o_{t+1}) are ``[B, >= H, obs]``, ``action``/``reward``/``terminated``
@@ -120,7 +120,7 @@ def plain_actor_loss(
     horizon: int,
     gamma: float = GAMMA,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-start ``−J`` of an H-step imagined rollout (algorithm.md §9) and the detached rollout.
+    """Per-start ``−J`` of an H-step imagined rollout and the detached rollout.
 
     World model and critic must be held out by the caller (``requires_grad_(False)``).
     """

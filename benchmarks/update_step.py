@@ -1,6 +1,6 @@
 """Time and peak memory of one PWM iteration, through TorchRL and through a plain-PyTorch loop.
 
-One iteration is what ``examples/pwm_flow.py`` runs per training iteration (algorithm.md §11):
+One iteration is what ``examples/pwm_flow.py`` runs per training iteration:
 one actor step on ``actor_batch`` imagined starts, ``critic_iterations x critic_minibatches``
 critic steps on its rollout, then ``wm_steps`` world-model steps on ``wm_batch`` replay slices
 of ``H`` transitions (rows, as the pipeline samples them). Data are synthetic (Ant dims: obs 37,
