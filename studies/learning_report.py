@@ -38,6 +38,9 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics as rly_metrics
 
+from torchrl_flowmbpo.compare import ConfigSourceError, differing_across, load_config
+from torchrl_flowmbpo.provenance import CONFIG_FILE, PROVENANCE_FILE
+
 # A task has no "_" except the configured ones of examples/run_support.py TASK_VARIANTS
 # ("cartpole_balance"); the variant ("flow_wm", "full_flow") may have several.
 LOG_NAME = re.compile(r"^(?P<variant>.+?)_(?P<task>cartpole_balance|[^_]+)_seed(?P<seed>\d+)$")
@@ -178,13 +181,43 @@ def find_runs(roots: Sequence[Path]) -> list[Run]:
     return sorted(found.values(), key=lambda run: (run.task, run.variant, run.seed))
 
 
+def run_dir_of(run: Run) -> Path:
+    """The folder holding a run's configuration: its run directory, or its copied seed folder."""
+    return run.scalars.parents[2] if run.scalars.name == "scalars" else run.scalars
+
+
+def config_differences(group: Sequence[Run]) -> dict[str, dict[str, object]]:
+    """Resolved config keys other than the seed that differ among a group's runs
+    (``{key: {"seed<k>": value}}``); runs without a recorded config are not compared."""
+    configs = {}
+    for run in group:
+        try:
+            configs[f"seed{run.seed}"] = load_config(str(run_dir_of(run)))
+        except ConfigSourceError:
+            continue
+    return differing_across(configs)
+
+
 def copy_run_data(runs: Sequence[Run], dest: Path, metrics: Sequence[str]) -> list[Path]:
-    """Copies the runs' CSVs of ``metrics`` to ``dest/<task>/<variant>/seed<k>/<metric>.csv``.
+    """Copies the runs' CSVs of ``metrics`` to ``dest/<task>/<variant>/seed<k>/<metric>.csv``,
+    with the run's ``config.yaml`` (or Hydra's) and ``provenance.json`` beside them.
 
     Metrics a run has not logged are left out. Returns the written paths.
     """
     written = []
     for run in runs:
+        folder = dest / run.task / run.variant / f"seed{run.seed}"
+        origin = run_dir_of(run)
+        for name, source in (
+            (CONFIG_FILE, origin / CONFIG_FILE),
+            (CONFIG_FILE, origin / ".hydra" / "config.yaml"),
+            (PROVENANCE_FILE, origin / PROVENANCE_FILE),
+        ):
+            target = folder / name
+            if source.is_file() and not target.exists() and source.resolve() != target.resolve():
+                folder.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+                written.append(target)
         for metric in dict.fromkeys(metrics):
             source = run.scalars / f"{metric}.csv"
             target = dest / run.task / run.variant / f"seed{run.seed}" / f"{metric}.csv"
@@ -460,6 +493,12 @@ def main(argv: Sequence[str] | None = None) -> list[GroupResult]:
     groups: dict[tuple[str, str], list[Run]] = defaultdict(list)
     for run in runs:
         groups[run.task, run.variant].append(run)
+    for (task, variant), group in groups.items():
+        if differing := config_differences(group):
+            keys = "; ".join(f"{key} {values}" for key, values in differing.items())
+            sys.exit(
+                f"Cannot report: the {variant!r} runs on {task!r} differ beyond the seed: {keys}"
+            )
     options = {"last_k": args.last_k, "collapse_fraction": args.collapse_fraction}
     options.update(reps=args.reps, seed=args.seed)
     try:

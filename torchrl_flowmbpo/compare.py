@@ -35,7 +35,15 @@ from torchrl_flowmbpo.config import CONFIG_DIR, register_configs
 from torchrl_flowmbpo.provenance import CONFIG_FILE
 from torchrl_flowmbpo.serialization import UnreadableFileError, load_weights_only
 
-__all__ = ["ABSENT", "ConfigSourceError", "differing_keys", "flatten", "load_config", "main"]
+__all__ = [
+    "ABSENT",
+    "ConfigSourceError",
+    "differing_across",
+    "differing_keys",
+    "flatten",
+    "load_config",
+    "main",
+]
 
 ABSENT = "(absent)"
 
@@ -62,6 +70,30 @@ def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str
     keys = sorted(k for k in flat_a.keys() | flat_b.keys() if not k.startswith("hydra."))
     rows = [(k, flat_a.get(k, ABSENT), flat_b.get(k, ABSENT)) for k in keys]
     return [row for row in rows if row[1] != row[2]]
+
+
+def differing_across(
+    configs: Mapping[str, Mapping[str, Any]], allowed: Sequence[str] = ("seed",)
+) -> dict[str, dict[str, Any]]:
+    """Keys whose values differ among several configs: ``{key: {name: value}}``.
+
+    ``allowed`` keys (e.g. the seed, in a group of seeds of one variant) and Hydra's keys are
+    not reported.
+
+    Examples:
+        >>> differing_across({"s0": {"seed": 0, "lr": 1}, "s1": {"seed": 1, "lr": 2}})
+        {'lr': {'s0': 1, 's1': 2}}
+    """
+    flat = {name: flatten(config) for name, config in configs.items()}
+    keys = sorted(set().union(*flat.values())) if flat else []
+    report = {}
+    for key in keys:
+        if key in allowed or key.startswith("hydra."):
+            continue
+        values = {name: tree.get(key, ABSENT) for name, tree in flat.items()}
+        if len({repr(value) for value in values.values()}) > 1:
+            report[key] = values
+    return report
 
 
 def _compose(overrides: list[str], config_dir: Path) -> dict[str, Any]:

@@ -180,3 +180,37 @@ def test_seeds_that_do_not_overlap_stop_the_report(report, tmp_path):
     write_run(tmp_path, "ant", "sac", 1, {"eval/return": [(300, 1.0), (400, 1.0)]})
     with pytest.raises(SystemExit, match="seed1 starts at 300 frames, after seed0 ends"):
         report.main([str(tmp_path), "--out", str(tmp_path / "out"), *REPS])
+
+
+def _write_config(root: Path, task: str, variant: str, seed: int, lr: float) -> Path:
+    run_dir = root / task / variant / f"seed{seed}"
+    (run_dir / "config.yaml").write_text(f"seed: {seed}\nalgo:\n  actor_lr: {lr}\n")
+    return run_dir
+
+
+def test_runs_differing_beyond_the_seed_are_not_grouped(report, tmp_path):
+    for seed, lr in ((0, 0.001), (1, 0.001), (2, 0.01)):
+        write_run(tmp_path, "ant", "sac", seed, {"eval/return": [(100, 1.0), (200, 2.0)]})
+        _write_config(tmp_path, "ant", "sac", seed, lr)
+    with pytest.raises(
+        SystemExit,
+        match=(
+            r"'sac' runs on 'ant' differ beyond the seed: "
+            r"algo.actor_lr {'seed0': 0.001, 'seed1': 0.001, 'seed2': 0.01}"
+        ),
+    ):
+        report.main([str(tmp_path), "--out", str(tmp_path / "out"), *REPS])
+
+
+def test_configs_travel_with_copied_data_and_seeds_may_differ(report, tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(runs, "ant", "sac", seed, {"eval/return": [(100, 1.0), (200, 2.0)]})
+        run_dir = _write_config(runs, "ant", "sac", seed, 0.001)
+        (run_dir / "provenance.json").write_text('{"starts": []}\n')
+    data = tmp_path / "data"
+    report.main([str(runs), "--out", str(tmp_path / "out"), "--copy-data", str(data), *REPS])
+    copied = data / "ant" / "sac" / "seed1"
+    assert (copied / "config.yaml").read_text() == "seed: 1\nalgo:\n  actor_lr: 0.001\n"
+    assert (copied / "provenance.json").is_file()
+    assert report.config_differences(report.find_runs([data])) == {}
