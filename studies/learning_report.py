@@ -41,7 +41,7 @@ from rliable import metrics as rly_metrics
 from torchrl_flowmbpo.compare import ConfigSourceError, differing_across, load_config
 from torchrl_flowmbpo.provenance import CONFIG_FILE, PROVENANCE_FILE
 
-# A task has no "_" except the configured ones of examples/run_support.py TASK_VARIANTS
+# A task has no "_" except the configured ones of torchrl_flowmbpo.trainers.tasks.TASK_VARIANTS
 # ("cartpole_balance"); the variant ("flow_wm", "full_flow") may have several.
 LOG_NAME = re.compile(r"^(?P<variant>.+?)_(?P<task>cartpole_balance|[^_]+)_seed(?P<seed>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")

@@ -257,9 +257,13 @@ class RecordConfig:
 
 @dataclass
 class CheckpointConfig:
-    """``checkpoint``: how often a run saves."""
+    """``checkpoint``: how often a run saves, what it keeps, when it stops."""
 
     interval: int = checked(at_least(1))
+    every_minutes: float = checked(positive())
+    keep_last: int = checked(at_least(1))
+    max_buffer_mb: float = checked(number_at_least(0))
+    max_skipped_iterations: int = checked(at_least(1))
 
 
 @dataclass

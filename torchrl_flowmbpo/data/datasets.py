@@ -334,7 +334,7 @@ def make_slice_buffer(
 ) -> TensorDictReplayBuffer:
     """A replay buffer of ``data`` (``[num_envs, T]``) sampling slices that stay in one episode.
 
-    The storage and sampler of the online pipeline (``examples/utils.py``): a 2-d
+    The storage and sampler of the online pipeline (:func:`make_slice_replay_buffer`): a 2-d
     ``LazyTensorStorage`` and ``SliceSampler(traj_key=("collector", "traj_ids"),
     strict_length=True)``; ``sample().reshape(-1, slice_len)`` gives ``[B, slice_len]`` slices.
 
