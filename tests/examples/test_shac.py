@@ -70,7 +70,7 @@ def test_task_without_a_differentiable_simulator_is_refused(scripts):
     assert "Traceback" not in run.stderr
 
 
-def test_actor_and_critic_share_observation_statistics_of_every_frame(shac_run):
+def test_actor_carries_observation_statistics_of_every_frame(shac_run):
     state = torch.load(find_latest_checkpoint(shac_run.run_dir / "checkpoints"), weights_only=True)
     assert state["specs"]["actor"]["input_norm"] and state["specs"]["critic"]["input_norm"]
     assert state["config"]["actor"]["detach_latent"] is False  # SHAC's closed loop
@@ -80,8 +80,8 @@ def test_actor_and_critic_share_observation_statistics_of_every_frame(shac_run):
         prefix = {k.split("input_norm.stats.")[1]: v for k, v in items if "input_norm.stats." in k}
         return {k: v for k, v in prefix.items() if k in ("mean", "var", "count")}
 
-    actor, critic = stats("actor"), stats("critic")
+    actor = stats("actor")
+    assert not stats("critic")  # the critic reads the actor's normaliser without owning it
     # Every observation the actor acted on (one per frame), plus the prior's 1e-4.
     assert actor["count"].item() == pytest.approx(state["counters"]["frames"] + 1e-4)
-    assert all(torch.equal(actor[k], critic[k]) for k in actor)
     assert actor["var"].min() > 0 and not torch.equal(actor["mean"], torch.zeros(5).double())

@@ -6,9 +6,12 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
+from torchrl.objectives import SoftUpdate
 
 from torchrl_flowmbpo.modules import GaussianActor, VCritic
+from torchrl_flowmbpo.modules.builders import build_critic
 from torchrl_flowmbpo.modules.models import InputNormalizer
+from torchrl_flowmbpo.objectives import PWMValueLoss
 
 
 def _data() -> torch.Tensor:
@@ -78,3 +81,29 @@ def test_statistics_travel_with_the_actor_state_dict() -> None:
 def test_bad_clip_is_refused() -> None:
     with pytest.raises(ValueError, match="clip must be > 0, got 0"):
         InputNormalizer(3, clip=0)
+
+
+def test_target_critic_normalises_with_the_current_statistics() -> None:
+    # A target critic is a copy of the critic's parameters and buffers that SoftUpdate averages
+    # for parameters only: statistics held there would stay those of the day it was made.
+    norm = InputNormalizer(5)
+    critic = VCritic(5, hidden=(8,), latent_key="observation", input_norm=norm, num_members=1)
+    loss = PWMValueLoss(critic, functional=True, target_critic=True)
+    updater = SoftUpdate(loss, tau=0.1)
+    assert not [key for key in critic.state_dict() if "input_norm" in key]
+    norm.update(_data())
+    updater.step()
+    obs = _data()[:4]
+    with loss.target_critic_network_params.to_module(loss.critic_network):
+        target = loss.critic_network(TensorDict(observation=obs, batch_size=[4]))["state_value"]
+    with loss.target_critic_network_params.to_module(critic):
+        expected = critic.net.ensemble(norm(obs)).min(0).values
+    torch.testing.assert_close(target, expected)
+
+
+def test_critic_spec_with_normalised_input_needs_the_actors_normaliser() -> None:
+    spec = {"hidden": [8], "latent_key": "observation", "input_norm": True}
+    with pytest.raises(ValueError, match="needs the actor's InputNormalizer"):
+        build_critic(spec, 5)
+    norm = InputNormalizer(5)
+    assert build_critic(spec, 5, input_norm=norm).net.input_norm is norm

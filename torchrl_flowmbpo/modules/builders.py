@@ -91,6 +91,17 @@ def build_actor(
 def build_critic(
     spec: Mapping[str, Any], latent_dim: int, *, input_norm: InputNormalizer | None = None
 ) -> VCritic:
-    """Builds the V-critic ensemble from its keyword arguments (``input_norm`` as for
-    :func:`build_actor`)."""
+    """Builds the V-critic ensemble from its keyword arguments.
+
+    A spec with ``"input_norm": true`` needs ``input_norm``, the actor's normaliser: the critic
+    reads it without owning it (its statistics are saved with the actor).
+
+    Raises:
+        ValueError: ``"input_norm": true`` without ``input_norm``.
+    """
+    if spec.get("input_norm") and input_norm is None:
+        raise ValueError(
+            "A critic spec with input_norm: true needs the actor's InputNormalizer "
+            "(build_critic(..., input_norm=actor.policy_net.input_norm))."
+        )
     return VCritic(latent_dim, **_with_input_norm(dict(spec), latent_dim, input_norm))

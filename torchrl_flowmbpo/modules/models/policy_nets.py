@@ -311,7 +311,9 @@ class CriticEnsembleNet(nn.Module):
             backpropagates through the horizon bootstrap ``min_k V_k(z_H)`` into ``z_H``, which
             a detaching critic silently cuts. The critic loss regresses on stored, already
             detached latents, so there the flag changes nothing.
-        input_norm: a module applied to the input first (see :class:`GaussianPolicyNet`).
+        input_norm: a module applied to the input first, shared with (and registered in) the
+            actor: the critic does not own it, so neither its state dict nor a target copy of
+            its parameters holds the statistics.
 
     Examples:
         >>> net = CriticEnsembleNet(32, hidden=(64, 64))
@@ -338,7 +340,11 @@ class CriticEnsembleNet(nn.Module):
         self.ensemble = Ensemble(members)
         self.num_members = num_members
         self.detach_latent = detach_latent
-        self.input_norm = input_norm
+        # Held, not registered: the statistics are the actor's state (saved with it), and a
+        # target critic, a copy of this module's parameters and buffers that TorchRL's
+        # SoftUpdate averages for parameters only, would keep normalising with the statistics
+        # of the day it was made.
+        object.__setattr__(self, "input_norm", input_norm)
 
     def forward(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(members [..., M, 1], min over members [..., 1])``."""
