@@ -1,7 +1,7 @@
 """Evaluate a training checkpoint on the real task and append one row to a CSV.
 
     python examples/evaluate.py outputs/2025-01-01/12-00-00                 # latest checkpoint
-    python examples/evaluate.py run/checkpoints/checkpoint_400.pt --episodes 100 --csv results.csv
+    python examples/evaluate.py run/ --episodes 100 --csv results.csv   # or a checkpoint file
 
 Everything is rebuilt from the checkpoint alone (loaded with ``weights_only=True``): the world
 model and actor from their stored constructor specs (types included, never guessed from parameter
@@ -59,7 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Deterministic closed-loop evaluation of a checkpoint on the real task."
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
+        "checkpoint",
+        type=Path,
+        help="a checkpoint-<step>.torchrl file, or a run directory (its newest)",
     )
     parser.add_argument(
         "--episodes", type=int, default=100, help="episodes to evaluate (default: 100)"

@@ -1,6 +1,6 @@
 """Are a checkpoint's world-model gradients right? d(return)/d(actions), model vs simulator.
 
-    python examples/gradient_check.py run/checkpoints/checkpoint_83.pt
+    python examples/gradient_check.py run/checkpoints/checkpoint-000000000083.torchrl
     python examples/gradient_check.py RUN_DIR --horizon 16 --states 256 --seed 0
     python examples/gradient_check.py RUN_DIR --start trot    # from the Ant trot's states
     python examples/gradient_check.py RUN_DIR --smooth 0.3    # slopes of the noise-smoothed return
@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="World-model vs real gradient of the return w.r.t. an action sequence."
     )
     parser.add_argument(
-        "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
+        "checkpoint",
+        type=Path,
+        help="a checkpoint-<step>.torchrl file, or a run directory (its newest)",
     )
     parser.add_argument("--horizon", type=int, default=16, help="actions per sequence (16)")
     parser.add_argument("--states", type=int, default=256, help="real start states (256)")

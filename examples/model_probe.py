@@ -1,6 +1,6 @@
 """Does a checkpoint's world model rank simple behaviours as the simulator does?
 
-    python examples/model_probe.py run/checkpoints/checkpoint_83.pt
+    python examples/model_probe.py run/checkpoints/checkpoint-000000000083.torchrl
     python examples/model_probe.py RUN_DIR --envs 64 --horizons 16 64 --seed 7
 
 From the task's own start states (``envs`` fresh resets), each reference behaviour acts in the
@@ -35,7 +35,9 @@ from torchrl_flowmbpo.trainers.factories import make_task_env, reward_units
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="World-model vs real returns of behaviours.")
     parser.add_argument(
-        "checkpoint", type=Path, help="a checkpoint_<iteration>.pt file, or a run directory"
+        "checkpoint",
+        type=Path,
+        help="a checkpoint-<step>.torchrl file, or a run directory (its newest)",
     )
     parser.add_argument("--envs", type=int, default=64, help="start states (64)")
     parser.add_argument("--horizons", type=int, nargs="+", default=[16, 64], help="(16 64)")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from torchrl_flowmbpo.config import hydra_main
 from torchrl_flowmbpo.trainers import build_pwm_trainer, train_shac
+from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
 from torchrl_flowmbpo.trainers.console import (
     init_warp_quietly,
     interrupted,
@@ -36,6 +37,7 @@ from torchrl_flowmbpo.trainers.reporting import (
     print_summary,
     task_references,
 )
+from torchrl_flowmbpo.trainers.run_guard import RunGuard, guarded_run
 from torchrl_flowmbpo.trainers.shac import check_shac_config
 from torchrl_flowmbpo.trainers.tasks import task_label
 
@@ -60,22 +62,32 @@ def main(cfg: DictConfig) -> None:
             log_to_file(line)
 
     shac = cfg.algo.name == "shac"  # experiment=shac: no world model, the simulator's gradients
-    try:
+    with guarded_run(run_dir, "pwm_flow.py") as stop:  # one process per run directory
+        try:
+            if shac:
+                check_shac_config(cfg)
+            else:
+                trainer, notes = build_pwm_trainer(cfg, run_dir)
+        except (ValueError, TypeError) as err:
+            sys.exit(f"Invalid configuration: {err}")
+        except LegacyCheckpointError as err:
+            sys.exit(f"pwm_flow.py: {err}")
         if shac:
-            check_shac_config(cfg)
-        else:
-            trainer, notes = build_pwm_trainer(cfg, run_dir)
-    except (ValueError, TypeError) as err:
-        sys.exit(f"Invalid configuration: {err}")
-    if shac:
-        log_start()
-        return train_shac(cfg, run_dir)
-    for note in notes:
-        print(note)
-    log_start(*notes)
-    trainer.train()
-    eval_stats = trainer.final_evaluation()
-    path = trainer.save()
+            log_start()
+            return train_shac(cfg, run_dir, stop)
+        for note in notes:
+            print(note)
+        log_start(*notes)
+        if trainer.checkpointer.finished_run("frames", cfg.collector.total_frames):
+            print(
+                f"{run_dir} holds a finished run ({trainer.counters['frames']:,} frames): "
+                "nothing to do. Raise collector.total_frames to extend it."
+            )
+            return
+        guard = RunGuard(trainer.checkpointer, stop)
+        trainer.train(guard)
+        eval_stats = trainer.final_evaluation()
+        path = trainer.save(guard)
     curve = plot_learning_curve(
         trainer.history,
         run_dir / "learning_curve.png",

@@ -21,11 +21,13 @@ from omegaconf import DictConfig
 
 from torchrl_flowmbpo.config import hydra_main
 from torchrl_flowmbpo.trainers import train_sac
+from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
 from torchrl_flowmbpo.trainers.console import (
     init_warp_quietly,
     interrupted,
     plain_torchrl_console,
 )
+from torchrl_flowmbpo.trainers.run_guard import guarded_run
 
 
 @hydra_main("sac")  # the config schema checks every key first
@@ -34,10 +36,14 @@ def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)
     plain_torchrl_console()
     init_warp_quietly(cfg.device)
-    try:
-        train_sac(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ValueError, TypeError) as err:
-        sys.exit(f"Invalid configuration: {err}")
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with guarded_run(run_dir, "sac_baseline.py") as stop:  # one process per run directory
+        try:
+            train_sac(cfg, run_dir, stop)
+        except (ValueError, TypeError) as err:
+            sys.exit(f"Invalid configuration: {err}")
+        except LegacyCheckpointError as err:
+            sys.exit(f"sac_baseline.py: {err}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import torch
 
 from torchrl_flowmbpo.config import RENAMED_KEYS, upgrade_checkpoint
 from torchrl_flowmbpo.modules.builders import build_actor, build_world_model
-from torchrl_flowmbpo.trainers.checkpoint import load_checkpoint, save_checkpoint
+from torchrl_flowmbpo.trainers.checkpoint import load_checkpoint
+from torchrl_flowmbpo.trainers.checkpointing import RunCheckpoints
 
 SMALL = {"latent_dim": 16, "encoder_units": (16,), "units": (16,)}
 
@@ -34,7 +35,7 @@ def test_every_renamed_key_is_renamed_in_specs_and_config():
 
 
 def test_an_old_checkpoint_file_loads_and_builds_its_models(tmp_path):
-    path = save_checkpoint(_old_state(), tmp_path / "checkpoint_1.pt")
+    path = RunCheckpoints(tmp_path).save({"run": _old_state()}, step=1)
     specs = load_checkpoint(path)["specs"]
     world_model = build_world_model(specs["world_model"], 5, 1)
     actor = build_actor(specs["actor"], world_model.latent_dim, 1)

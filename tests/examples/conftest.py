@@ -25,7 +25,7 @@ from tensordict import TensorDict
 
 from torchrl_flowmbpo.data import DatasetRecorder
 from torchrl_flowmbpo.modules.builders import build_actor, build_world_model
-from torchrl_flowmbpo.trainers import save_checkpoint
+from torchrl_flowmbpo.trainers.checkpointing import RunCheckpoints
 from torchrl_flowmbpo.transforms import RewardNormalization
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -189,9 +189,10 @@ TASK_SPECS = {
 }
 
 
-def make_tiny_checkpoint(path: Path, task: str = "cartpole") -> Path:
-    """What pwm_flow.py saves, with tiny networks and a 20-step episode. The bounded reward
-    depends on the action, so even the last action has a real gradient (a defined cosine)."""
+def make_tiny_checkpoint(directory: Path, task: str = "cartpole") -> Path:
+    """What pwm_flow.py saves (its ``run`` state, iteration 7, in ``directory``), with tiny
+    networks and a 20-step episode. The bounded reward depends on the action, so even the last
+    action has a real gradient (a defined cosine)."""
     obs_dim, action_dim, kwargs = TASK_SPECS.get(task, TASK_SPECS["cartpole"])
     specs = {
         "world_model": {"type": "mlp", "latent_dim": 16, "units": [32], "encoder_units": [32]},
@@ -217,7 +218,8 @@ def make_tiny_checkpoint(path: Path, task: str = "cartpole") -> Path:
         "seed": 3,
         "config": {"algo": {"gamma": 0.9, "reward_norm": "standardize", "reward_clip": None}},
     }
-    return save_checkpoint(state, path)
+    checkpoints = RunCheckpoints(directory, keep_last=1, keep_best=False)
+    return checkpoints.save({"run": state}, step=7, metadata={"config": state["config"]})
 
 
 def make_tiny_dataset(path: Path, obs_dim: int = 5) -> Path:
@@ -254,5 +256,5 @@ def make_tiny_dataset(path: Path, obs_dim: int = 5) -> Path:
 
 @pytest.fixture
 def make_checkpoint():
-    """``make_checkpoint(path, task="cartpole") -> path``: a tiny untrained checkpoint."""
+    """``make_checkpoint(directory, task="cartpole") -> path``: a tiny untrained checkpoint."""
     return make_tiny_checkpoint

@@ -45,7 +45,7 @@ def evaluations(scripts, bundle_runs, tmp_path_factory):
     (tmp / "empty_run").mkdir()
     stale_csv = tmp / "stale.csv"
     stale_csv.write_text("task,variant,seed,return_mean\nant,baseline,0,12.5\n")
-    checkpoint = baseline.run_dir / "checkpoints" / "checkpoint_4.pt"
+    checkpoint = baseline.run_dir / "checkpoints" / "checkpoint-000000000004.torchrl"
     as_file = scripts.start_evaluation(checkpoint, *EVAL_ARGS)
     flow_eval = scripts.start_evaluation(flow.run_dir, *EVAL_ARGS, "--csv", tmp / "flow.csv")
     errors = {
@@ -157,7 +157,7 @@ def test_balance_evaluation_names_the_task_shows_progress_and_standard_error(
     scripts, make_checkpoint, tmp_path
 ):
     # A tiny checkpoint of the cartpole started upright (start_angle 0), 6 episodes.
-    checkpoint = make_checkpoint(tmp_path / "checkpoints" / "checkpoint_7.pt")
+    checkpoint = make_checkpoint(tmp_path / "checkpoints")
     run = scripts.start_evaluation(checkpoint, "--episodes", "6", "--num-envs", "3")
     run = run.result().check()
     (line,) = [s for s in run.stdout.splitlines() if s.startswith("Evaluation of ")]

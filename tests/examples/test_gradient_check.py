@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "gradient_check.py"
 HORIZON, STATES = 3, 4
@@ -21,7 +22,7 @@ def script(load_script):
 
 
 def test_report_on_a_tiny_checkpoint(script, make_checkpoint, tmp_path, capsys):
-    path = make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
+    path = make_checkpoint(tmp_path / "run" / "checkpoints")
     script.main([str(tmp_path / "run"), "--horizon", str(HORIZON), "--states", str(STATES)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Gradient check of baseline on cartpole (seed 3, iteration 7")
@@ -36,7 +37,7 @@ def test_report_on_a_tiny_checkpoint(script, make_checkpoint, tmp_path, capsys):
 
 
 def test_finite_differences_on_request(script, make_checkpoint, tmp_path, capsys):
-    make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
+    make_checkpoint(tmp_path / "run" / "checkpoints")
     args = [str(tmp_path / "run"), "--horizon", str(HORIZON), "--states", str(STATES)]
     script.main([*args, "--finite-differences", "--eps", "0.01"])
     fd = capsys.readouterr().out.splitlines()
@@ -49,7 +50,7 @@ def test_finite_differences_on_request(script, make_checkpoint, tmp_path, capsys
 
 
 def test_report_on_a_locomotion_task(script, make_checkpoint, tmp_path, capsys):
-    path = make_checkpoint(tmp_path / "ant.pt", task="ant")
+    path = make_checkpoint(tmp_path / "ant", task="ant")
     args = ["--horizon", "2", "--states", "2", "--seed", "1", "--reference-eps", "0.01"]
     script.main([str(path), *args])
     lines = capsys.readouterr().out.splitlines()
@@ -66,7 +67,7 @@ def test_report_on_a_locomotion_task(script, make_checkpoint, tmp_path, capsys):
 
 
 def test_reward_units_are_the_normalisers(script, make_checkpoint, tmp_path):
-    state = torch.load(make_checkpoint(tmp_path / "c.pt"), weights_only=True)
+    state = load_checkpoint(make_checkpoint(tmp_path))
     scale, loc = script.reward_units(state)
     # RunningMeanStd of [-3, -1, 0, -2] (plus its tiny prior): mean -1.5, variance 1.25.
     assert loc == pytest.approx(-1.5, rel=1e-3) and scale == pytest.approx(1.25**0.5, rel=1e-3)
@@ -77,7 +78,7 @@ def test_task_without_a_state_setter_fails_clearly(script, make_checkpoint, tmp_
         """A task class that cannot be restarted from an observation."""
 
     monkeypatch.setitem(script.TASKS, "frozen", Frozen)
-    path = make_checkpoint(tmp_path / "frozen.pt", task="frozen")
+    path = make_checkpoint(tmp_path / "frozen", task="frozen")
     with pytest.raises(SystemExit, match=r"task 'frozen' cannot be restarted.*no set_state_from"):
         script.main([str(path)])
     with pytest.raises(SystemExit, match="does not exist"):
@@ -101,26 +102,26 @@ def test_start_states_of_a_reference_controller(
         return torch.ones(obs.shape[0], 1)
 
     monkeypatch.setitem(REFERENCE_CONTROLLERS, "cartpole", {"push": lambda: pushing})
-    path = make_checkpoint(tmp_path / "c.pt")
+    path = make_checkpoint(tmp_path)
     script.main([str(path), "--horizon", "2", "--states", str(STATES), "--start", "push"])
     first = capsys.readouterr().out.splitlines()[0]
     assert f"{STATES} start states of the push controller, H = 2" in first
     env = script.make_task_env(
-        torch.load(path, weights_only=True)["specs"]["env"], num_envs=STATES, device="cpu", seed=0
+        load_checkpoint(path)["specs"]["env"], num_envs=STATES, device="cpu", seed=0
     )
     # The start rollout (one episode) ran on it, one call per step on all the worlds at once.
     assert calls == [STATES] * env.base_env.episode_length
 
 
 def test_unknown_start_is_refused_before_the_simulator(script, make_checkpoint, tmp_path):
-    path = make_checkpoint(tmp_path / "c.pt")
+    path = make_checkpoint(tmp_path)
     with pytest.raises(SystemExit, match=r"--start 'trot' is not one of: policy, pd \(cartpole\)"):
         script.main([str(path), "--start", "trot"])
     assert script.start_controller("policy", "cartpole") is None
 
 
 def test_smoothed_slopes_report_the_split_halves(script, make_checkpoint, tmp_path, capsys):
-    path = make_checkpoint(tmp_path / "c.pt")
+    path = make_checkpoint(tmp_path)
     args = ["--horizon", "2", "--states", str(STATES), "--smooth", "0.3", "--smooth-samples", "4"]
     script.main([str(path), *args])
     lines = capsys.readouterr().out.splitlines()

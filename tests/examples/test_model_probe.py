@@ -29,7 +29,7 @@ def rebuild(script, path: Path):
 
 
 def test_report_rows(script, make_checkpoint, tmp_path, capsys):
-    path = make_checkpoint(tmp_path / "run" / "checkpoints" / "checkpoint_7.pt")
+    path = make_checkpoint(tmp_path / "run" / "checkpoints")
     script.main([str(tmp_path / "run"), "--envs", str(ENVS), "--horizons", "2", "5"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("Model probe of baseline on cartpole (560 frames)")

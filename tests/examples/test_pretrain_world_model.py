@@ -15,6 +15,7 @@ import torch
 
 from torchrl_flowmbpo.data import held_out_split, load_dataset
 from torchrl_flowmbpo.trainers import load_checkpoint
+from torchrl_flowmbpo.trainers.checkpointing import RunCheckpoints
 
 #: 6 steps of 8-slice batches, metrics every 3 steps, the gradient check at 2 states.
 TINY = (
@@ -84,11 +85,50 @@ def test_rerun_resumes_from_latest_checkpoint_and_drops_later_rows(first, start,
     run_dir = tmp_path / "run"
     shutil.copytree(first.run_dir, run_dir)
     # As if the run had stopped after step 3's checkpoint and step 6's metrics row.
-    (run_dir / "checkpoints" / "checkpoint_6.pt").unlink()
+    RunCheckpoints(run_dir / "checkpoints").candidates()[0].unlink()
     second = start("steps=9", run_dir).result().check()
     assert "Resumed from" in second.stdout and "(step 3)" in second.stdout
     assert [int(r["step"]) for r in rows(run_dir)] == [0, 3, 6, 9]
     assert load_checkpoint(run_dir)["counters"]["step"] == 9
+
+
+def test_a_run_killed_and_resumed_ends_with_the_weights_of_the_uninterrupted_run(
+    first, start, tmp_path
+):
+    """Exact resume: weights, optimiser, normaliser, RNG states and counters all come back."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(first.run_dir, run_dir)
+    RunCheckpoints(run_dir / "checkpoints").candidates()[0].unlink()  # killed after step 3
+    start("steps=6", run_dir).result().check()
+    expected, resumed = load_checkpoint(first.run_dir), load_checkpoint(run_dir)
+    assert resumed["counters"]["step"] == 6
+    for module, state in expected["modules"].items():
+        for name, value in state.items():
+            assert torch.equal(value, resumed["modules"][module][name]), f"{module}.{name}"
+    for name, value in expected["optimizers"]["world_model"]["state"].items():
+        assert torch.equal(
+            value["exp_avg"], resumed["optimizers"]["world_model"]["state"][name]["exp_avg"]
+        )
+
+
+def test_a_finished_run_rerun_changes_nothing(first, start, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(first.run_dir, run_dir)
+    before = {
+        p: p.read_bytes()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.suffix not in (".log", ".lock")
+    }
+    second = start("steps=6", run_dir).result().check()
+    assert "finished run" in second.stdout
+    after = {
+        p: p.read_bytes()
+        for p in run_dir.rglob("*")
+        if p.is_file() and p.suffix not in (".log", ".lock")
+    }
+    assert {p: b for p, b in after.items() if ".hydra" not in p.parts} == {
+        p: b for p, b in before.items() if ".hydra" not in p.parts
+    }
 
 
 def test_other_config_does_not_resume(first, start, tmp_path):

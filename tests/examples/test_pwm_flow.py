@@ -44,9 +44,7 @@ def run(bundles, bundle):
 
 @pytest.fixture
 def checkpoint(run):
-    path = find_latest_checkpoint(run.run_dir / "checkpoints")
-    assert path is not None, "no checkpoint"
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_checkpoint(run.run_dir)
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -122,7 +120,7 @@ def test_issue_command_overrides_land_in_the_checkpoint(run, checkpoint, bundle)
     world_model = build_world_model(spec, 37, 8)
     world_model.load_state_dict(state["modules"]["world_model"])
     assert world_model.flow_steps == 4
-    path = run.run_dir / "checkpoints" / "checkpoint_7.pt"
+    path = run.run_dir / "checkpoints" / "checkpoint-000000000007.torchrl"
     assert load_checkpoint(path)["counters"]["iteration"] == 7
 
 
@@ -155,7 +153,7 @@ def test_first_run_checkpoints_every_iteration(resumed):
     assert "Resumed from" not in first.stdout
     iterations = first_state["counters"]["iteration"]
     assert iterations == 3  # 256 frames: 2 random batches, learning from the 2nd on
-    assert first_files == [f"checkpoint_{i}.pt" for i in range(1, iterations + 1)]
+    assert first_files == [f"checkpoint-{i:012d}.torchrl" for i in range(1, iterations + 1)]
 
 
 def test_second_run_resumes_counters_and_optimizers(resumed):
@@ -200,8 +198,13 @@ def test_rerun_with_another_config_is_refused_and_changes_nothing(scripts, resum
     run_dir = resumed[3].run_dir
 
     def run_files() -> dict:
-        # Hydra rewrites .hydra/ at every start, before the script runs.
-        paths = (p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts)
+        # Hydra rewrites .hydra/ at every start, before the script runs; the run lock records
+        # each start's process.
+        paths = (
+            p
+            for p in run_dir.rglob("*")
+            if p.is_file() and ".hydra" not in p.parts and p.name != ".run.lock"
+        )
         return {p: p.stat().st_mtime_ns for p in paths}
 
     files = run_files()
@@ -292,10 +295,9 @@ def test_resume_after_a_lost_checkpoint_drops_the_rows_it_logs_again(
     # from the iteration before and logs that one again; the stale rows must go.
     run_dir = tmp_path_factory.mktemp("lost_checkpoint") / "run"
     scripts.start_training(RESUME.format(frames=FIRST_FRAMES), run_dir=run_dir).result().check()
-    latest = find_latest_checkpoint(run_dir / "checkpoints")
+    latest = find_latest_checkpoint(run_dir)
     latest.unlink()
-    kept = find_latest_checkpoint(run_dir / "checkpoints")
-    frames = torch.load(kept, weights_only=True)["counters"]["frames"]
+    frames = load_checkpoint(run_dir)["counters"]["frames"]
     (log_dir,) = (run_dir / "logs").iterdir()
     stale, _ = read_scalars(log_dir / "scalars" / "loss/world_model.csv")
     assert max(stale) > frames

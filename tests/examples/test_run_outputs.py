@@ -11,9 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import torch
 
-from torchrl_flowmbpo.trainers import format_return, logs, restore, save_checkpoint
+from torchrl_flowmbpo.trainers import format_return, logs
 from torchrl_flowmbpo.trainers import reporting as reporting_module
 from torchrl_flowmbpo.trainers.tasks import task_label
 
@@ -27,7 +26,6 @@ def support():
         format_return=format_return,
         log_to_file=logs.log_to_file,
         report=logs.report,
-        restore=restore,
     )
 
 
@@ -166,20 +164,6 @@ def test_training_run_is_quiet(balance_run):
     assert "\x1b[" not in balance_run.stdout  # redirected: no colour codes
     stderr = balance_run.stderr.lower()
     assert "warning" not in stderr, balance_run.stderr[-3000:]  # CUDA, batch sizes, targets
-
-
-def test_restore_says_which_checkpoint_it_loads(support, tmp_path, capsys):
-    net = torch.nn.Linear(2, 2)
-    opt = torch.optim.Adam(net.parameters())
-    state = {
-        "modules": {"net": net.state_dict()},
-        "optimizers": {"net": opt.state_dict()},
-        "counters": {"iteration": 3},
-        "rng": {"torch": torch.get_rng_state()},
-    }
-    path = save_checkpoint(state, tmp_path / "checkpoint_3.pt")
-    assert support.restore(path, {"net": net}, {"net": opt})["counters"] == {"iteration": 3}
-    assert capsys.readouterr().out.startswith(f"Loading {path} (0.0 MB) ...")
 
 
 @pytest.mark.parametrize(

@@ -98,8 +98,11 @@ def test_smoke_run_logs_finite_metrics_every_iteration(smoke, read_scalars):
 
 
 def test_smoke_run_checkpoints_prints_and_plots(smoke):
+    # Checkpoints at 3, 4 (evaluated), 6, 8 (evaluated), 9 and 10 (final): the rotation keeps
+    # the last three and the best evaluated one.
     files = {p.name for p in (smoke.run_dir / "checkpoints").iterdir()}
-    assert files == {f"checkpoint_{i}.pt" for i in (3, 6, 9, 10)}
+    last = {f"checkpoint-{i:012d}.torchrl" for i in (8, 9, 10)}
+    assert last <= files <= last | {"checkpoint-000000000004.torchrl"}
     state = load_checkpoint(smoke.run_dir)
     assert state["counters"]["iteration"] == 10
     assert state["counters"]["frames"] == FIRST_FRAMES
@@ -117,13 +120,13 @@ def test_smoke_run_checkpoints_prints_and_plots(smoke):
 def test_rerun_resumes_counters_optimizers_and_logs(resumed, read_scalars):
     before, second, after = resumed
     (line,) = [s for s in second.stdout.splitlines() if s.startswith("Resumed from")]
-    assert "checkpoint_10.pt (iteration 10)" in line
+    assert "checkpoint-000000000010.torchrl (iteration 10)" in line
     assert after["counters"]["iteration"] == 14
     assert after["counters"]["frames"] == SECOND_FRAMES
     assert after["counters"]["elapsed_s"] > before["counters"]["elapsed_s"]
-    # The empty buffer refills for 2 batches (init_random_frames) before updates resume.
+    # The buffer is restored: the updates resume with the first new batch.
     new_updates = after["counters"]["updates"] - before["counters"]["updates"]
-    assert new_updates == 3 * UPDATES_PER_ITERATION
+    assert new_updates == 4 * UPDATES_PER_ITERATION
     for name in ("actor", "qvalue", "alpha"):
         steps = [s["optimizers"][name]["state"][0]["step"] for s in (before, after)]
         assert steps[1] - steps[0] == new_updates, name

@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from torchrl_flowmbpo.trainers import find_latest_checkpoint
+from torchrl_flowmbpo.trainers import load_checkpoint
 
 #: 4 envs x 8 steps = 32 frames per iteration, 6 iterations, evaluation at 3 and 6.
 SHAC = (
@@ -35,7 +35,7 @@ def test_shac_run_logs_evaluates_and_checkpoints(shac_run, read_scalars):
     train_steps, _ = read_scalars(log_dir / "scalars" / "train/return.csv")
     assert train_steps and all(b > a for a, b in itertools.pairwise(train_steps))
     assert "Evaluation (2 episodes, deterministic)" in shac_run.stdout
-    state = torch.load(find_latest_checkpoint(shac_run.run_dir / "checkpoints"), weights_only=True)
+    state = load_checkpoint(shac_run.run_dir)
     assert state["counters"]["iteration"] == 6 and state["variant"] == "shac"
     assert "world_model" not in state["modules"] and "world_model" not in state["specs"]
     assert state["config"]["algo"]["name"] == "shac"
@@ -54,7 +54,7 @@ def test_shac_rerun_resumes_and_extends(scripts, shac_run):
         .check()
     )
     assert "Resumed from" in longer.stdout and "(iteration 6)" in longer.stdout
-    state = torch.load(find_latest_checkpoint(longer.run_dir / "checkpoints"), weights_only=True)
+    state = load_checkpoint(longer.run_dir)
     assert state["counters"]["iteration"] == 8 and state["counters"]["frames"] == 256
 
 
@@ -71,7 +71,7 @@ def test_task_without_a_differentiable_simulator_is_refused(scripts):
 
 
 def test_actor_carries_observation_statistics_of_every_frame(shac_run):
-    state = torch.load(find_latest_checkpoint(shac_run.run_dir / "checkpoints"), weights_only=True)
+    state = load_checkpoint(shac_run.run_dir)
     assert state["specs"]["actor"]["input_norm"] and state["specs"]["critic"]["input_norm"]
     assert state["config"]["actor"]["detach_latent"] is False  # SHAC's closed loop
 

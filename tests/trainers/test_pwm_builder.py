@@ -9,6 +9,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 from torchrl_flowmbpo.trainers import build_pwm_trainer, factories
+from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.stopping import StopSignals
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 #: 2 cartpoles x 16 steps = 32 frames per batch, the first of them random: 4 iterations, each
@@ -47,7 +49,7 @@ def train_counting_simulators(cfg, run_dir: Path, monkeypatch) -> tuple[list[int
     monkeypatch.setattr(factories, "make_env", counting)
     trainer, notes = build_pwm_trainer(cfg, run_dir)
     assert notes == []
-    trainer.train()
+    trainer.train(RunGuard(trainer.checkpointer, StopSignals()))
     return built, trainer
 
 

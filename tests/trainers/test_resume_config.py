@@ -4,7 +4,6 @@ keys that say how and how long it runs)."""
 from __future__ import annotations
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from torchrl_flowmbpo.trainers import resume
@@ -70,24 +69,3 @@ def test_task_keyword_arguments_are_compared_whole(support):
     current = _with()
     current["env"]["kwargs"] = {"episode_length": 100}
     assert support.config_changes(SAVED, current) == {"env.kwargs": ({}, {"episode_length": 100})}
-
-
-def test_restore_refuses_another_config(support, tmp_path):
-    module = torch.nn.Linear(2, 2)
-    optimizer = torch.optim.Adam(module.parameters())
-    state = {
-        "modules": {"m": module.state_dict()},
-        "optimizers": {"o": optimizer.state_dict()},
-        "counters": {"iteration": 3},
-        "rng": {"torch": torch.get_rng_state()},
-        "config": SAVED,
-    }
-    path = tmp_path / "checkpoint_3.pt"
-    torch.save(state, path)
-    modules, optimizers = {"m": module}, {"o": optimizer}
-    same = OmegaConf.create(_with(threads=1))
-    assert support.restore(path, modules, optimizers, config=same)["counters"]["iteration"] == 3
-    other = OmegaConf.create(_with(algo__wm_updates_per_iter=8))
-    with pytest.raises(ValueError, match=r"algo\.wm_updates_per_iter: 2 there, 8 now") as error:
-        support.restore(path, modules, optimizers, config=other)
-    assert "collector.total_frames" in str(error.value)  # names the keys that may change

@@ -11,7 +11,6 @@ from torchrl_flowmbpo.trainers.checkpoint import (
     find_latest_checkpoint,
     load_checkpoint,
     resolve_checkpoint,
-    save_checkpoint,
 )
 from torchrl_flowmbpo.trainers.evaluation import (
     Evaluator,
@@ -26,13 +25,8 @@ from torchrl_flowmbpo.trainers.hooks import HOOK_STAGES, HookedLoop
 from torchrl_flowmbpo.trainers.pretrain import pretrain_world_model
 from torchrl_flowmbpo.trainers.pwm import PWMTrainer
 from torchrl_flowmbpo.trainers.pwm_builder import build_pwm_trainer
-from torchrl_flowmbpo.trainers.resume import (
-    RESUMABLE_CHANGES,
-    RunCheckpointer,
-    config_changes,
-    restore,
-    run_state,
-)
+from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.sac import train_sac
 from torchrl_flowmbpo.trainers.shac import train_shac
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
@@ -58,9 +52,6 @@ __all__ = [
     "make_policy",
     "pretrain_world_model",
     "resolve_checkpoint",
-    "restore",
-    "run_state",
-    "save_checkpoint",
     "train_sac",
     "train_shac",
 ]

@@ -30,7 +30,10 @@ from torchrl_flowmbpo.trainers.factories import (
     world_model_spec,
 )
 from torchrl_flowmbpo.trainers.logs import MetricsCSV, RunClock
-from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, RunCheckpointer
+from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.stopping import StopSignals
 
 __all__ = ["PRETRAIN_RESUMABLE", "pretrain_world_model"]
 
@@ -38,11 +41,17 @@ __all__ = ["PRETRAIN_RESUMABLE", "pretrain_world_model"]
 PRETRAIN_RESUMABLE = (*RESUMABLE_CHANGES, "steps", "eval.interval")
 
 
-def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
+def pretrain_world_model(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     """Pretrains as ``cfg`` (``configs/pretrain.yaml``) says, resuming ``run_dir``'s latest
     checkpoint if there is one (``steps`` may grow).
 
+    Args:
+        cfg: the run's config.
+        run_dir: the run directory (held by the caller's :func:`guarded_run`).
+        stop: the signals installed for the run.
+
     Raises:
+        RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
         DatasetError: for a dataset that cannot be read.
         ValueError: for more held-out env columns than the data has, or a resume with another
             config (types and ranges: :func:`~torchrl_flowmbpo.config.validate`, run before).
@@ -84,7 +93,7 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
         "dims": {"observation": obs_dim, "action": action_dim},
         "dataset": {"path": str(Path(cfg.dataset.path).resolve()), "parts": parts},
     }
-    counters = {"step": 0, "elapsed_s": 0.0}
+    counters = {"step": 0, "elapsed_s": 0.0, "skipped_steps": 0}
     log = MetricsCSV(run_dir / "metrics.csv")
     checkpointer = RunCheckpointer(
         run_dir / "checkpoints",
@@ -98,9 +107,13 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
         may_change=PRETRAIN_RESUMABLE,
     )
     latest = checkpointer.resume()
+    # Rows after the checkpoint (all of them for a run killed before its first) come again.
+    log.drop_after(counters["step"] if latest is not None else -1)
     if latest is not None:
-        log.drop_after(counters["step"])
         print(f"Resumed from {latest} (step {counters['step']}).")
+    if checkpointer.finished_run("step", cfg.steps):
+        print(f"{run_dir} holds a finished run ({cfg.steps} steps): nothing to do.")
+        return
 
     gradient_check = None
     if cfg.eval.gradient_states:
@@ -138,14 +151,13 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
             }
         )
 
-    def checkpoint() -> Path:
-        clock.tick()
-        return checkpointer.save()
-
+    guard = RunGuard(checkpointer, stop)
     clock = RunClock(counters)
     if counters["step"] == 0:
         evaluate(float("nan"))
     params = list(world_model.parameters())
+    checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
+    guard.skips.observe(counters["skipped_steps"])
     losses: list[torch.Tensor] = []
     progress = tqdm(total=cfg.steps, initial=counters["step"], unit="steps")
     while counters["step"] < cfg.steps:
@@ -159,6 +171,8 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
         loss.backward()
         if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, algo.wm_grad_clip)):
             optimizer.step()  # a non-finite gradient is skipped, as online
+        else:
+            counters["skipped_steps"] += 1
         losses.append(loss.detach())
         counters["step"] += 1
         progress.update(1)
@@ -168,10 +182,11 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path) -> None:
             losses.clear()
             progress.set_postfix(loss=f"{mean_loss:.3f}")
             evaluate(mean_loss)
-        if step % cfg.checkpoint.interval == 0:
-            checkpoint()
+        clock.tick()
+        if step < cfg.steps:  # the final checkpoint follows
+            guard.after_iteration(skipped_total=counters["skipped_steps"])
     progress.close()
-    path = checkpoint()
+    path = guard.save(finished=True)
     last = log.rows()[-1]
     print(
         f"Held-out at step {last['step']}: reward corr {float(last['reward_corr_mean']):.3f}, "

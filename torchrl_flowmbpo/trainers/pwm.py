@@ -22,7 +22,8 @@ from torchrl_flowmbpo.objectives import PWMActorLoss, TerminationBalance, WorldM
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics, format_return
 from torchrl_flowmbpo.trainers.hooks import HookedLoop
 from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, log_to_file
-from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_guard import RunGuard
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 from torchrl_flowmbpo.transforms import RewardNormalization
 
@@ -33,8 +34,9 @@ class PWMTrainer(HookedLoop):
     """PWM's loop over a collector: every batch extends the slice replay buffer; once the random
     frames are in, each iteration takes ``actor_updates_per_iter`` actor steps (each followed by
     the critic's steps on its imagined rollout) and ``wm_updates_per_iter`` world-model steps,
-    then logs, evaluates every ``eval_interval`` iterations and checkpoints every
-    ``checkpoint_interval``.
+    then logs, evaluates every ``eval_interval`` iterations and hands the iteration to its
+    :class:`~torchrl_flowmbpo.trainers.run_guard.RunGuard` (checkpoints on schedule, stops on a
+    signal or on updates skipped in too many iterations in a row).
 
     Hook stages (:meth:`register_op`): ``batch_process(data)`` on the fresh batch before the
     buffer sees it (the model has not trained on it), ``warm_up()`` once after the world model's
@@ -70,7 +72,6 @@ class PWMTrainer(HookedLoop):
         recorder: a dataset recorder of every collected batch (None: none).
         logger: a TorchRL logger (None: none).
         eval_interval: iterations between evaluations (0: none during training).
-        checkpoint_interval: iterations between checkpoints.
         total_frames: the run's frames (the progress bar's total).
     """
 
@@ -101,7 +102,6 @@ class PWMTrainer(HookedLoop):
         recorder: DatasetRecorder | None = None,
         logger=None,
         eval_interval: int = 0,
-        checkpoint_interval: int = 100,
         total_frames: int = 0,
     ) -> None:
         super().__init__()
@@ -115,9 +115,9 @@ class PWMTrainer(HookedLoop):
         self.wm_updates_per_iter = wm_updates_per_iter
         self.finetune, self.termination_balance = finetune, termination_balance
         self.recorder, self.logger = recorder, logger
-        self.eval_interval, self.checkpoint_interval = eval_interval, checkpoint_interval
+        self.eval_interval = eval_interval
         self.total_frames = total_frames
-        #: Frames in the replay buffer this session (the buffer is not checkpointed).
+        #: Frames in the replay buffer (a resumed buffer's included).
         self.buffer_frames = 0
         self.eval_stats: dict[str, float] = {}
         self.clock: RunClock | None = None
@@ -195,12 +195,25 @@ class PWMTrainer(HookedLoop):
             for name, value in metrics.items():
                 self.logger.log_scalar(name, value, step=self.counters["frames"])
 
-    def train(self) -> None:
-        """Runs the loop until the collector's frames are done."""
+    def train(self, guard: RunGuard) -> None:
+        """Runs the loop until the collector's frames are done.
+
+        Args:
+            guard: checkpoints on schedule and stops the run on a signal or skipped updates.
+
+        Raises:
+            RunStopped: the run stopped early (a checkpoint was written if it could be).
+        """
         counters = self.counters
+        if counters["frames"] >= self.total_frames:
+            return  # a finished run, or one killed after its last batch: nothing to collect
         progress = tqdm(total=self.total_frames, initial=counters["frames"], unit="frames")
         start_frames = counters["frames"]
         self.clock = clock = RunClock(counters)
+        # A resumed buffer holds the frames of the sessions before (a fresh one: none).
+        self.buffer_frames = len(self.replay_buffer)
+        self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
+        guard.skips.observe(sum(self.updater.skipped_steps.values()))
         last_return = float("nan")
         for data in self.collector:
             frames = data.numel()
@@ -228,27 +241,29 @@ class PWMTrainer(HookedLoop):
                 actor=f"{metrics['loss/actor']:.3f}",
                 value=f"{metrics['loss/value']:.3f}",
             )
-            if counters["iteration"] % self.checkpoint_interval == 0:
-                clock.tick()  # the evaluation above included: a resume never steps back
-                self.checkpointer.save()
+            clock.tick()  # the evaluation above included: a resume never steps back
+            guard.after_iteration(skipped_total=sum(self.updater.skipped_steps.values()))
         progress.close()
+        self.checkpointer.unbind_collector()  # its state outlives it in later checkpoints
         self.collector.shutdown()
         self.call_hooks("shutdown")
 
     def final_evaluation(self) -> dict[str, float]:
-        """The run's closing evaluation (the last periodic one if it was at the last frame);
-        logged and added to the learning curve."""
+        """The run's closing evaluation, logged and added to the learning curve unless the
+        curve already ends at this frame (then it is only recomputed if this session has not
+        evaluated: a resumed run never logs a frame twice)."""
         frames = self.counters["frames"]
         evaluations = self.history["eval/return"]
-        if self.eval_stats and evaluations and evaluations[-1][0] == frames:
-            return self.eval_stats
-        self.eval_stats = self.evaluate()
-        evaluations.append([frames, self.eval_stats["return_mean"]])
-        self.log(eval_metrics(self.eval_stats))
+        done = bool(evaluations) and evaluations[-1][0] == frames
+        if not (done and self.eval_stats):
+            self.eval_stats = self.evaluate()
+        if not done:
+            evaluations.append([frames, self.eval_stats["return_mean"]])
+            self.log(eval_metrics(self.eval_stats))
         return self.eval_stats
 
-    def save(self) -> Path:
-        """Checkpoints the run with its training clock up to date; returns the path."""
+    def save(self, guard: RunGuard) -> Path:
+        """Writes the run's final checkpoint (marked finished); returns the path."""
         if self.clock is not None:
             self.clock.tick()
-        return self.checkpointer.save()
+        return guard.save(finished=True)

@@ -23,9 +23,9 @@ from torchrl_flowmbpo.trainers.factories import (
     make_termination_balance,
     model_specs,
 )
-from torchrl_flowmbpo.trainers.logs import drop_logged_after, make_logger
+from torchrl_flowmbpo.trainers.logs import make_logger
 from torchrl_flowmbpo.trainers.pwm import PWMTrainer
-from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
 __all__ = ["build_pwm_trainer"]
@@ -107,15 +107,10 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         history=history,
         specs=specs,
         schedulers=schedulers,
+        replay_buffer=replay_buffer,
+        generators=env_generators(env),
     )
-    notes = []
-    latest = checkpointer.resume()
-    if latest is not None:
-        env.set_seed(cfg.seed + counters["iteration"])
-        notes.append(f"Resumed from {latest} (iteration {counters['iteration']}).")
-        dropped = drop_logged_after(run_dir / "logs", counters["frames"])
-        if dropped:
-            notes.append(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    notes = checkpointer.resume_run(run_dir / "logs")
     recorder = make_recorder(
         cfg,
         specs["env"],
@@ -134,15 +129,19 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         policy,
     )
     logger = make_logger(cfg, str(run_dir))
-    init_frames = cfg.collector.init_random_frames if counters["frames"] == 0 else 0
+    # A restored buffer comes with the collector's frame count: the collector covers the whole
+    # run. Without it the resumed run refills the buffer with its policy's frames.
+    whole_run = counters["frames"] == 0 or checkpointer.restored_buffer
+    init_frames = cfg.collector.init_random_frames if whole_run else 0
     sampling_policy, init_frames = instrumentation.sampling_policy(policy, init_frames)
     collector = make_collector(
         env,
         sampling_policy,
         frames_per_batch=cfg.env.num_envs * algo.horizon,
-        total_frames=max(cfg.collector.total_frames - counters["frames"], 1),
+        total_frames=max(cfg.collector.total_frames - (0 if whole_run else counters["frames"]), 1),
         init_random_frames=init_frames,
     )
+    checkpointer.bind_collector(collector)
     trainer = PWMTrainer(
         collector,
         replay_buffer,
@@ -169,7 +168,6 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         recorder=recorder,
         logger=logger,
         eval_interval=cfg.eval.interval,
-        checkpoint_interval=cfg.checkpoint.interval,
         total_frames=cfg.collector.total_frames,
     )
     instrumentation.register(

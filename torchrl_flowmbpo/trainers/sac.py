@@ -16,7 +16,6 @@ from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
 from torchrl_flowmbpo.trainers.factories import make_recorder, make_task_env
 from torchrl_flowmbpo.trainers.logs import (
     RunClock,
-    drop_logged_after,
     episode_metrics,
     make_logger,
 )
@@ -26,7 +25,8 @@ from torchrl_flowmbpo.trainers.reporting import (
     print_summary,
     task_references,
 )
-from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
+from torchrl_flowmbpo.trainers.run_guard import RunGuard
 from torchrl_flowmbpo.trainers.sac_factories import (
     make_actor,
     make_loss,
@@ -34,16 +34,23 @@ from torchrl_flowmbpo.trainers.sac_factories import (
     make_qvalue,
     update,
 )
+from torchrl_flowmbpo.trainers.stopping import StopSignals
 from torchrl_flowmbpo.trainers.tasks import task_label
 
 __all__ = ["train_sac"]
 
 
-def train_sac(cfg: DictConfig, run_dir: Path) -> None:
+def train_sac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     """Trains SAC as ``cfg`` (``configs/sac.yaml``) says, resuming ``run_dir``'s latest
     checkpoint if there is one; ends with an evaluation, a checkpoint and the learning curve.
 
+    Args:
+        cfg: the run's config.
+        run_dir: the run directory (held by the caller's :func:`guarded_run`).
+        stop: the signals installed for the run.
+
     Raises:
+        RunStopped: a signal or non-finite weights stopped the run (after a checkpoint).
         ValueError: for a resume with another config (types and ranges:
             :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
@@ -83,14 +90,14 @@ def train_sac(cfg: DictConfig, run_dir: Path) -> None:
         counters=counters,
         history=history,
         specs={"env": env_spec, "sac": OmegaConf.to_container(sac, resolve=True)},
+        replay_buffer=replay_buffer,
+        generators=env_generators(env),
     )
-    latest = checkpointer.resume()
-    if latest is not None:
-        env.set_seed(cfg.seed + counters["iteration"])
-        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
-        dropped = drop_logged_after(run_dir / "logs", counters["frames"])
-        if dropped:
-            print(f"Dropped {dropped} logged rows after frame {counters['frames']}.")
+    for note in checkpointer.resume_run(run_dir / "logs"):
+        print(note)
+    if checkpointer.finished_run("frames", cfg.collector.total_frames):
+        print(f"{run_dir} holds a finished run: nothing to do.")
+        return
     recorder = make_recorder(
         cfg,
         env_spec,
@@ -116,22 +123,23 @@ def train_sac(cfg: DictConfig, run_dir: Path) -> None:
             for name, value in metrics.items():
                 logger.log_scalar(name, value, step=counters["frames"])
 
-    # The buffer is not checkpointed: after a resume it refills with the restored policy.
-    fresh = counters["frames"] == 0
-    buffer_frames = 0
+    # A restored buffer comes with the collector's frame count: the collector covers the whole
+    # run. Without it the resumed run refills the buffer with its policy's frames.
+    whole_run = counters["frames"] == 0 or checkpointer.restored_buffer
+    buffer_frames = len(replay_buffer)
     remaining = cfg.collector.total_frames - counters["frames"]
-    # A finished run re-run in its directory collects nothing: it only re-evaluates.
-    collector = (
-        make_collector(
+    collector = None
+    if remaining > 0:  # resumed after its last batch: only the final evaluation is left
+        collector = make_collector(
             env,
             actor,
             frames_per_batch=frames_per_batch,
-            total_frames=remaining,
-            init_random_frames=sac.init_random_frames if fresh else 0,
+            total_frames=cfg.collector.total_frames if whole_run else remaining,
+            init_random_frames=sac.init_random_frames if whole_run else 0,
         )
-        if remaining > 0
-        else None
-    )
+        checkpointer.bind_collector(collector)
+    guard = RunGuard(checkpointer, stop)
+    checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
     progress = tqdm(total=cfg.collector.total_frames, initial=counters["frames"], unit="frames")
     start_frames = counters["frames"]
     clock = RunClock(counters)
@@ -171,11 +179,11 @@ def train_sac(cfg: DictConfig, run_dir: Path) -> None:
             progress.set_postfix(
                 q=f"{metrics['loss/qvalue']:.3f}", alpha=f"{metrics['sac/alpha']:.3f}"
             )
-        if counters["iteration"] % cfg.checkpoint.interval == 0:
-            clock.tick()  # the evaluation above included: a resume never steps back
-            checkpointer.save()
+        clock.tick()  # the evaluation above included: a resume never steps back
+        guard.after_iteration()
     progress.close()
     if collector is not None:
+        checkpointer.unbind_collector()  # its state outlives it in the final checkpoint
         collector.shutdown()
     last_eval = history["eval/return"][-1][0] if history["eval/return"] else None
     if last_eval != counters["frames"] or not eval_stats:
@@ -185,7 +193,7 @@ def train_sac(cfg: DictConfig, run_dir: Path) -> None:
         history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
         log(eval_metrics(eval_stats))
     clock.tick()
-    path = checkpointer.save()
+    path = guard.save(finished=True)
     curve = plot_learning_curve(
         history,
         run_dir / "learning_curve.png",

@@ -28,7 +28,9 @@ from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
 from torchrl_flowmbpo.trainers.factories import make_optimizers, make_task_env, make_value_loss
 from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, make_logger
 from torchrl_flowmbpo.trainers.reporting import plot_learning_curve, print_summary
-from torchrl_flowmbpo.trainers.resume import RunCheckpointer
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
+from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.stopping import StopSignals
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
 __all__ = ["check_shac_config", "make_shac_losses", "shac_model_specs", "train_shac"]
@@ -86,10 +88,16 @@ def check_shac_config(cfg: DictConfig) -> int:
     return iterations
 
 
-def train_shac(cfg: DictConfig, run_dir: Path) -> None:
+def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     """The SHAC loop: rollout with gradients -> actor step -> critic steps -> log -> evaluate.
 
+    Args:
+        cfg: the run's config.
+        run_dir: the run directory (held by the caller's :func:`guarded_run`).
+        stop: the signals installed for the run.
+
     Raises:
+        RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
         ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
             config.
     """
@@ -131,11 +139,13 @@ def train_shac(cfg: DictConfig, run_dir: Path) -> None:
         history=history,
         specs=specs,
         schedulers=schedulers,
+        generators=env_generators(env),
     )
-    latest = checkpointer.resume()
-    if latest is not None:
-        env.set_seed(cfg.seed + counters["iteration"])
-        print(f"Resumed from {latest} (iteration {counters['iteration']}).")
+    for note in checkpointer.resume_run(run_dir / "logs"):
+        print(note)
+    if checkpointer.finished_run("iteration", iterations):
+        print(f"{run_dir} holds a finished run: nothing to do.")
+        return
 
     evaluate = Evaluator(
         lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
@@ -145,7 +155,10 @@ def train_shac(cfg: DictConfig, run_dir: Path) -> None:
     logger = make_logger(cfg, str(run_dir))
     clock = RunClock(counters)
     eval_stats: dict[str, float] = {}
-    start = env.reset()
+    guard = RunGuard(checkpointer, stop)
+    checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
+    guard.skips.observe(sum(updater.skipped_steps.values()))
+    start = env.reset()  # the episodes in progress at the checkpoint are not saved
     progress = tqdm(total=iterations * frames_per_iteration, initial=counters["frames"])
     for _ in range(counters["iteration"], iterations):
         metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
@@ -175,13 +188,12 @@ def train_shac(cfg: DictConfig, run_dir: Path) -> None:
             for name, value in metrics.items():
                 logger.log_scalar(name, value, step=counters["frames"])
         progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
-        if not last and counters["iteration"] % cfg.checkpoint.interval == 0:
-            clock.tick()
-            checkpointer.save()
+        clock.tick()
+        if not last:  # the final checkpoint follows
+            guard.after_iteration(skipped_total=sum(updater.skipped_steps.values()))
     progress.close()
-    if not eval_stats:  # a rerun of a finished run
+    if not eval_stats:  # resumed after its last iteration: evaluated, not logged again
         eval_stats = evaluate()
-    clock.tick()
-    path = checkpointer.save()
+    path = guard.save(finished=True)
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)
