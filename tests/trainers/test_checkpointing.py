@@ -25,10 +25,10 @@ from torchrl_flowmbpo.trainers.checkpointing import (
     NonFiniteStateError,
     RunCheckpoints,
     capture_rng,
-    migrate_legacy_checkpoint,
     read_checkpoint,
     restore_rng,
 )
+from torchrl_flowmbpo.trainers.migrate import migrate_legacy_checkpoint
 
 
 def _run_state(step: int, seed: int = 0) -> dict:
@@ -247,7 +247,7 @@ def test_migration_cli(tmp_path):
     directory = tmp_path / "checkpoints"
     directory.mkdir()
     torch.save(_run_state(3), directory / "checkpoint_3.pt")
-    module = "torchrl_flowmbpo.trainers.checkpointing"
+    module = "torchrl_flowmbpo.trainers.migrate"
     out = subprocess.run(
         [sys.executable, "-m", module, str(directory)], capture_output=True, text=True, timeout=120
     )

@@ -36,7 +36,7 @@ __all__ = [
     "resolve_checkpoint",
 ]
 
-_MIGRATE = "python -m torchrl_flowmbpo.trainers.checkpointing"
+_MIGRATE = "python -m torchrl_flowmbpo.trainers.migrate"
 
 
 class CheckpointError(RuntimeError):

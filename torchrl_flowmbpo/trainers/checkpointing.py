@@ -46,11 +46,7 @@ from torchrl.checkpoint import (
 
 import torchrl_flowmbpo
 from torchrl_flowmbpo.config.renames import upgrade_checkpoint
-from torchrl_flowmbpo.serialization import (
-    UnreadableFileError,
-    blocked_global_reason,
-    load_weights_only,
-)
+from torchrl_flowmbpo.serialization import blocked_global_reason
 
 __all__ = [
     "LEGACY_PATTERN",
@@ -60,7 +56,6 @@ __all__ = [
     "NonFiniteStateError",
     "RunCheckpoints",
     "capture_rng",
-    "migrate_legacy_checkpoint",
     "non_finite_entries",
     "read_checkpoint",
     "restore_rng",
@@ -336,7 +331,7 @@ class RunCheckpoints:
             raise LegacyCheckpointError(
                 f"{self.directory} holds {legacy[-1]}, a checkpoint in the torch.save format of "
                 "torchrl_flowmbpo before torchrl.checkpoint archives (checkpoint-<step>.torchrl); "
-                "convert it with `python -m torchrl_flowmbpo.trainers.checkpointing "
+                "convert it with `python -m torchrl_flowmbpo.trainers.migrate "
                 f"{self.directory}` or start a new run directory."
             )
 
@@ -477,32 +472,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def migrate_legacy_checkpoint(path: str | os.PathLike) -> Path:
-    """Converts an old ``checkpoint_<N>.pt`` into a ``checkpoint-<N>.torchrl`` beside it.
-
-    The old file holds the ``run`` state only (no replay buffer, torch RNG only): a resume from
-    the converted checkpoint refills the buffer. The old file is kept.
-
-    Raises:
-        UnreadableFileError: the file cannot be read weights-only.
-        ValueError: its name is not ``checkpoint_<N>.pt``.
-    """
-    path = Path(path)
-    match = LEGACY_PATTERN.match(path.name)
-    if match is None:
-        raise ValueError(f"{path} is not named checkpoint_<iteration>.pt.")
-    state = upgrade_checkpoint(load_weights_only(path))
-    metadata = {"config": state.get("config", {}), "migrated_from": path.name}
-    return RunCheckpoints(path.parent, keep_last=1_000_000, keep_best=False).save(
-        {"run": state}, step=int(match.group(1)), metadata=metadata
-    )
-
-
-if __name__ == "__main__":  # python -m torchrl_flowmbpo.trainers.checkpointing <checkpoint dir>
-    try:
-        for old in sorted(Path(sys.argv[1]).glob("checkpoint_*.pt")):
-            print(f"{old} -> {migrate_legacy_checkpoint(old)}")
-    except (IndexError, UnreadableFileError, ValueError, NonFiniteStateError) as error:
-        sys.exit(f"usage: python -m torchrl_flowmbpo.trainers.checkpointing <dir>: {error}")
