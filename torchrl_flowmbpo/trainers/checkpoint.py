@@ -143,6 +143,16 @@ def load_checkpoint(path: str | os.PathLike, *, required: tuple[str, ...] = ()) 
 
     Raises:
         CheckpointError: nothing usable is there (one line: the file and the reason).
+
+    Examples:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "checkpoint-000000000001.torchrl"
+        >>> _ = path.write_text("hello")
+        >>> try:
+        ...     load_checkpoint(path)
+        ... except CheckpointError as err:
+        ...     print(str(err).replace(str(path), "FILE").split(" (")[0])
+        FILE is not a torchrl_flowmbpo checkpoint
     """
     return load_run_checkpoint(Path(path), required)[1]
 

@@ -80,6 +80,22 @@ class RunCheckpointer:
     The ``checkpoint`` keys of ``cfg`` set the schedule (``interval`` iterations or
     ``every_minutes``), the rotation (``keep_last`` besides the best by evaluation return) and
     the largest replay buffer saved (``max_buffer_mb``).
+
+    Examples:
+        >>> import tempfile
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.create({"seed": 0, "variant": "demo", "checkpoint": {"interval": 2,
+        ...     "every_minutes": 5.0, "keep_last": 3, "max_buffer_mb": 64.0}})
+        >>> run_dir, net = Path(tempfile.mkdtemp()), torch.nn.Linear(2, 1)
+        >>> def checkpointer(counters):
+        ...     return RunCheckpointer(run_dir, cfg, {"net": net}, {}, counters=counters,
+        ...                            history={}, specs={})
+        >>> first = checkpointer({"iteration": 2})
+        >>> first.due(), first.save().name
+        (True, 'checkpoint-000000000002.torchrl')
+        >>> resumed = checkpointer({"iteration": 0})
+        >>> resumed.resume().name, resumed.counters
+        ('checkpoint-000000000002.torchrl', {'iteration': 2})
     """
 
     def __init__(
