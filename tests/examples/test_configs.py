@@ -109,7 +109,7 @@ def test_shac_bundle_has_no_world_model_and_builds_its_networks():
     specs = shac_model_specs(cfg)
     assert "world_model" not in specs
     actor = build_actor(specs["actor"], TINY_OBS, TINY_ACT)
-    critic = build_critic(specs["critic"], TINY_OBS)
+    critic = build_critic(specs["critic"], TINY_OBS, input_norm=actor.policy_net.input_norm)
     td = actor(TensorDict({"observation": torch.randn(3, TINY_OBS)}, [3]))
     assert td["action"].shape == (3, TINY_ACT)
     assert critic(td)["state_value_members"].shape == (3, 1, 1)
