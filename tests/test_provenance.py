@@ -67,6 +67,14 @@ def test_git_state_outside_a_tree_is_unknown(tmp_path: Path) -> None:
     assert git_state(tmp_path) == {"commit": None, "dirty": None}
 
 
+def test_a_refused_start_never_overwrites_the_runs_config(tmp_path: Path) -> None:
+    start_run(tmp_path, {"seed": 0, "frames": 10}, argv=[])
+    start_run(tmp_path, {"seed": 5, "frames": 10}, argv=[])  # refused: never finishes
+    assert OmegaConf.load(tmp_path / CONFIG_FILE).seed == 0
+    finish_run(tmp_path, {"seed": 0, "frames": 20})  # an extended resume that finished
+    assert OmegaConf.load(tmp_path / CONFIG_FILE).frames == 20
+
+
 def test_finish_without_provenance_is_a_no_op(tmp_path: Path) -> None:
     finish_run(tmp_path)
     assert not (tmp_path / PROVENANCE_FILE).exists()

@@ -2,7 +2,9 @@
 
 Every training run writes two files into its run directory when it starts:
 
-- ``config.yaml``: the resolved configuration (every key, interpolations resolved);
+- ``config.yaml``: the resolved configuration (every key, interpolations resolved): the first
+  start's until a start finishes, then the last finished start's (a start that is refused,
+  e.g. for resuming with another configuration, never overwrites it);
 - ``provenance.json``: the package versions, the host, and one entry per start of the run
   (a resumed run adds an entry): the commit of the source tree, whether that tree had
   uncommitted changes, the command line, and the start and end times (UTC, ISO 8601; the end
@@ -105,6 +107,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _write_config(run_dir: Path, config: DictConfig | Mapping[str, Any]) -> None:
+    resolved = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
+    _write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved, resolve=True))
+
+
 def _read(run_dir: Path) -> dict[str, Any]:
     path = run_dir / PROVENANCE_FILE
     if not path.is_file():
@@ -118,7 +125,7 @@ def start_run(
     *,
     argv: Sequence[str] | None = None,
 ) -> None:
-    """Writes the resolved ``config`` and appends this start to the run's provenance.
+    """Appends this start to the run's provenance; writes ``config`` if the run has none yet.
 
     Args:
         run_dir: the run directory (created if missing).
@@ -127,8 +134,8 @@ def start_run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config if isinstance(config, DictConfig) else OmegaConf.create(dict(config))
-    _write_atomic(run_dir / CONFIG_FILE, OmegaConf.to_yaml(resolved, resolve=True))
+    if not (run_dir / CONFIG_FILE).is_file():
+        _write_config(run_dir, config)
     record = _read(run_dir)
     record.update(
         packages=package_versions(),
@@ -147,11 +154,16 @@ def start_run(
     _write_atomic(run_dir / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def finish_run(run_dir: str | os.PathLike) -> None:
-    """Stamps the end time on the run's latest start (a no-op without a provenance file)."""
+def finish_run(
+    run_dir: str | os.PathLike, config: DictConfig | Mapping[str, Any] | None = None
+) -> None:
+    """Stamps the end time on the run's latest start and writes ``config`` if given (the
+    configuration the finished start ran); a no-op without a provenance file."""
     run_dir = Path(run_dir)
     record = _read(run_dir)
     if not record["starts"]:
         return
+    if config is not None:
+        _write_config(run_dir, config)
     record["starts"][-1]["finished"] = _now()
     _write_atomic(run_dir / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")

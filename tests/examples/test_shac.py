@@ -5,9 +5,11 @@ refused before anything is built."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from torchrl_flowmbpo.trainers import load_checkpoint
 
@@ -85,3 +87,13 @@ def test_actor_carries_observation_statistics_of_every_frame(shac_run):
     # Every observation the actor acted on (one per frame), plus the prior's 1e-4.
     assert actor["count"].item() == pytest.approx(state["counters"]["frames"] + 1e-4)
     assert actor["var"].min() > 0 and not torch.equal(actor["mean"], torch.zeros(5).double())
+
+
+def test_run_directory_records_its_provenance(shac_run):
+    record = json.loads((shac_run.run_dir / "provenance.json").read_text())
+    first = record["starts"][0]
+    assert first["finished"] is not None and first["started"] <= first["finished"]
+    assert any("experiment=shac" in arg for arg in first["argv"])
+    assert len(first["commit"] or "x" * 40) == 40 and record["packages"]["torchrl"] == "0.14.1"
+    config = OmegaConf.load(shac_run.run_dir / "config.yaml")
+    assert config.algo.name == "shac" and config.seed == 1

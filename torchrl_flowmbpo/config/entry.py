@@ -11,10 +11,12 @@ from typing import Any
 
 import hydra
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from torchrl_flowmbpo.config.schema import register_configs
 from torchrl_flowmbpo.config.validate import ConfigError, describe_error, validate
+from torchrl_flowmbpo.provenance import finish_run, start_run
 
 __all__ = ["check_command_line", "hydra_main"]
 
@@ -62,7 +64,8 @@ def hydra_main(
     Before Hydra starts (so before it makes a run directory), the command line is composed with
     the schema and validated; a bad key, type or value exits with one line
     ``Invalid configuration: <key>=<value> is not allowed; allowed: ...`` and status 1. The
-    task function validates its config again, for sweeps (``-m``) and direct calls.
+    task function validates its config again, for sweeps (``-m``) and direct calls, then
+    records the run's provenance (:mod:`torchrl_flowmbpo.provenance`) in its run directory.
 
     Args:
         config_name: the primary config, as for ``hydra.main``.
@@ -83,7 +86,11 @@ def hydra_main(
                 validate(cfg)
             except ConfigError as err:
                 sys.exit(f"Invalid configuration: {err}")
-            return task(cfg)
+            run_dir = HydraConfig.get().runtime.output_dir
+            start_run(run_dir, cfg)
+            result = task(cfg)
+            finish_run(run_dir, cfg)  # not reached by a refused, failed or interrupted start
+            return result
 
         run = hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(
             validated
