@@ -198,12 +198,13 @@ def test_rerun_with_another_config_is_refused_and_changes_nothing(scripts, resum
     run_dir = resumed[3].run_dir
 
     def run_files() -> dict:
-        # Hydra rewrites .hydra/ at every start, before the script runs; the run lock records
-        # each start's process.
+        # Hydra rewrites .hydra/ at every start, before the script runs; the run lock and
+        # provenance.json record each start.
+        starts = (".run.lock", "provenance.json")
         paths = (
             p
             for p in run_dir.rglob("*")
-            if p.is_file() and ".hydra" not in p.parts and p.name != ".run.lock"
+            if p.is_file() and ".hydra" not in p.parts and p.name not in starts
         )
         return {p: p.stat().st_mtime_ns for p in paths}
 
