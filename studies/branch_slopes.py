@@ -2,7 +2,7 @@
 
 PWM's actor follows d(imagined return)/d(actions) through the world model. On the Ant, models
 trained in the pipeline value behaviours well but their slopes are unrelated to the simulator's
-(docs/learning_notes.md, sessions 5, 10 and 11: cosine ~0 from the trot's states). A policy's data
+(docs/archive/experiment_log.md: cosine ~0 from the trot's states). A policy's data
 visit every state once, with one action, so the effect of *another* action at that state is
 learnt only through generalisation across states. This study asks whether data that vary the
 action at the same state teach the slope: the simulator is restarted at recorded states
