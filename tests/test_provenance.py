@@ -75,6 +75,16 @@ def test_a_refused_start_never_overwrites_the_runs_config(tmp_path: Path) -> Non
     assert OmegaConf.load(tmp_path / CONFIG_FILE).frames == 20
 
 
+def test_a_later_start_of_another_process_keeps_its_own_entry(tmp_path: Path) -> None:
+    start_run(tmp_path, {"seed": 0}, argv=["running"])
+    record = _record(tmp_path)
+    record["starts"].append({"argv": ["refused"], "pid": -1, "finished": None})
+    (tmp_path / PROVENANCE_FILE).write_text(json.dumps(record))
+    finish_run(tmp_path)
+    starts = _record(tmp_path)["starts"]
+    assert starts[0]["finished"] is not None and starts[1]["finished"] is None
+
+
 def test_finish_without_provenance_is_a_no_op(tmp_path: Path) -> None:
     finish_run(tmp_path)
     assert not (tmp_path / PROVENANCE_FILE).exists()

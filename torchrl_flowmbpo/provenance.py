@@ -147,6 +147,7 @@ def start_run(
         {
             **git_state(),
             "argv": list(sys.argv if argv is None else argv),
+            "pid": os.getpid(),
             "started": _now(),
             "finished": None,
         }
@@ -157,13 +158,18 @@ def start_run(
 def finish_run(
     run_dir: str | os.PathLike, config: DictConfig | Mapping[str, Any] | None = None
 ) -> None:
-    """Stamps the end time on the run's latest start and writes ``config`` if given (the
-    configuration the finished start ran); a no-op without a provenance file."""
+    """Stamps the end time on this process's latest start and writes ``config`` if given (the
+    configuration the finished start ran); a no-op without such a start.
+
+    A start made after this one by another process (e.g. one the run's lock refused) keeps its
+    own entry: the stamp goes to this process's entry, found by its pid.
+    """
     run_dir = Path(run_dir)
     record = _read(run_dir)
-    if not record["starts"]:
+    mine = [start for start in record["starts"] if start.get("pid") == os.getpid()]
+    if not mine:
         return
     if config is not None:
         _write_config(run_dir, config)
-    record["starts"][-1]["finished"] = _now()
+    mine[-1]["finished"] = _now()
     _write_atomic(run_dir / PROVENANCE_FILE, json.dumps(record, indent=2) + "\n")
