@@ -25,7 +25,7 @@ from torchrl_flowmbpo.trainers.factories import (
 )
 from torchrl_flowmbpo.trainers.logs import make_logger
 from torchrl_flowmbpo.trainers.pwm import PWMTrainer
-from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
+from torchrl_flowmbpo.trainers.run_state import resume_run_state
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
 __all__ = ["build_pwm_trainer"]
@@ -96,21 +96,18 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         modules["value_loss"] = value_loss
     if termination_balance is not None:
         modules["termination_balance"] = termination_balance
-    counters = {"iteration": 0, "frames": 0, "wm_warmed_up": False, "elapsed_s": 0.0}
-    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
-    checkpointer = RunCheckpointer(
-        run_dir / "checkpoints",
+    checkpointer, notes = resume_run_state(
         cfg,
+        run_dir,
         modules,
         optimizers,
-        counters=counters,
-        history=history,
+        env,
         specs=specs,
+        counters={"wm_warmed_up": False},
         schedulers=schedulers,
         replay_buffer=replay_buffer,
-        generators=env_generators(env),
     )
-    notes = checkpointer.resume_run(run_dir / "logs")
+    counters, history = checkpointer.counters, checkpointer.history
     recorder = make_recorder(
         cfg,
         specs["env"],

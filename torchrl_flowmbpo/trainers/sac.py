@@ -25,8 +25,8 @@ from torchrl_flowmbpo.trainers.reporting import (
     print_summary,
     task_references,
 )
-from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
 from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.run_state import report_resume, resume_run_state
 from torchrl_flowmbpo.trainers.sac_factories import (
     make_actor,
     make_loss,
@@ -79,25 +79,19 @@ def train_sac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     updates_per_batch = max(round(sac.utd_ratio * frames_per_batch), 1)
     # The loss holds the Q ensemble, its targets and log(alpha); the actor shares its weights.
     modules = {"actor": actor, "loss": loss}
-    counters = {"iteration": 0, "frames": 0, "updates": 0, "elapsed_s": 0.0}
-    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
-
-    checkpointer = RunCheckpointer(
-        run_dir / "checkpoints",
+    checkpointer, notes = resume_run_state(
         cfg,
+        run_dir,
         modules,
         optimizers,
-        counters=counters,
-        history=history,
+        env,
         specs={"env": env_spec, "sac": OmegaConf.to_container(sac, resolve=True)},
+        counters={"updates": 0},
         replay_buffer=replay_buffer,
-        generators=env_generators(env),
     )
-    for note in checkpointer.resume_run(run_dir / "logs"):
-        print(note)
-    if checkpointer.finished_run("frames", cfg.collector.total_frames):
-        print(f"{run_dir} holds a finished run: nothing to do.")
+    if report_resume(checkpointer, notes, run_dir, "frames", cfg.collector.total_frames):
         return
+    counters, history = checkpointer.counters, checkpointer.history
     recorder = make_recorder(
         cfg,
         env_spec,

@@ -28,8 +28,8 @@ from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
 from torchrl_flowmbpo.trainers.factories import make_optimizers, make_task_env, make_value_loss
 from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, make_logger
 from torchrl_flowmbpo.trainers.reporting import plot_learning_curve, print_summary
-from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer, env_generators
 from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.run_state import report_resume, resume_run_state
 from torchrl_flowmbpo.trainers.stopping import StopSignals
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
@@ -128,24 +128,12 @@ def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     modules = {"actor": actor, "critic": critic, "actor_loss": actor_loss}
     if value_loss.functional:  # holds the target critic's parameters
         modules["value_loss"] = value_loss
-    counters = {"iteration": 0, "frames": 0, "elapsed_s": 0.0}
-    history: dict[str, list[list[float]]] = {"train/return": [], "eval/return": []}
-    checkpointer = RunCheckpointer(
-        run_dir / "checkpoints",
-        cfg,
-        modules,
-        optimizers,
-        counters=counters,
-        history=history,
-        specs=specs,
-        schedulers=schedulers,
-        generators=env_generators(env),
+    checkpointer, notes = resume_run_state(
+        cfg, run_dir, modules, optimizers, env, specs=specs, schedulers=schedulers
     )
-    for note in checkpointer.resume_run(run_dir / "logs"):
-        print(note)
-    if checkpointer.finished_run("iteration", iterations):
-        print(f"{run_dir} holds a finished run: nothing to do.")
+    if report_resume(checkpointer, notes, run_dir, "iteration", iterations):
         return
+    counters, history = checkpointer.counters, checkpointer.history
 
     evaluate = Evaluator(
         lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
