@@ -32,6 +32,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from torchrl_flowmbpo.envs.locomotion.batched import (
+    SimStateMixin,
     recover_diverged,
     reset_mask,
     reset_output,
@@ -62,7 +63,7 @@ def quat_mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     )
 
 
-class LocomotionEnv(EnvBase):
+class LocomotionEnv(SimStateMixin, EnvBase):
     """Batched locomotion env: ``num_envs`` Newton worlds behind one TorchRL ``EnvBase``.
 
     Each env step clips the action to [-1, 1], scales it into joint torques, advances the
@@ -89,6 +90,9 @@ class LocomotionEnv(EnvBase):
         sim_dt: physics time step in seconds.
         sim_substeps: physics steps per env step (even; see :class:`NewtonSimulator`).
         capture: replay a captured Warp graph (faster; results are bit-identical).
+
+    :meth:`sim_state` and :meth:`load_sim_state` save and put back the episodes in progress
+    (the simulator's and the env's state, see :class:`SimStateMixin`).
     """
 
     #: Joint torque per unit action, per actuated DoF, before ``action_scale``.
@@ -158,6 +162,13 @@ class LocomotionEnv(EnvBase):
     def _reward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Reward ``[N]`` of the pre-step observation ``[N, obs]`` and clipped action ``[N, A]``."""
         raise NotImplementedError
+
+    def _state_buffers(self) -> dict[str, torch.Tensor]:
+        return {
+            "step_count": self._step_count,
+            "observation": self._obs,
+            "prev_action": self._prev_action,
+        }
 
     # ----------------------------------------------------------------- specs
     def _make_specs(self) -> None:

@@ -1,4 +1,5 @@
-"""TorchRL plumbing shared by the batched Newton tasks: reset masks, outputs, divergence."""
+"""TorchRL plumbing shared by the batched Newton tasks: reset masks, outputs, divergence, and
+the state a checkpoint needs to continue the episodes in progress."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 from torchrl.envs import EnvBase
 
+from torchrl_flowmbpo.envs.locomotion.simulator import copy_state
+
 __all__ = [
+    "SimStateMixin",
     "recover_diverged",
     "reset_mask",
     "reset_output",
@@ -89,3 +93,64 @@ def restart_all_worlds(env: Any, joint_q: Tensor, joint_qd: Tensor) -> None:
     everyone = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
     env.sim.reset_worlds(everyone, joint_q, joint_qd)
     env._step_count.zero_()
+
+
+class SimStateMixin:
+    """:meth:`sim_state` and :meth:`load_sim_state` of a batched task env: the episodes in
+    progress, saved and put back.
+
+    The env provides ``num_envs``, ``sim`` (a :class:`~torchrl_flowmbpo.envs.locomotion.
+    simulator.NewtonSimulator`), ``_rng`` (its reset-noise generator) and
+    :meth:`_state_buffers`, the per-world tensors it keeps between steps.
+    """
+
+    def _state_buffers(self) -> dict[str, Tensor]:
+        """The env's own per-world tensors the next step reads or updates, by name (updated in
+        place by the env, so :meth:`load_sim_state` can write them back)."""
+        raise NotImplementedError
+
+    def sim_state(self) -> TensorDict:
+        """A copy of everything this env's next steps depend on.
+
+        ``"sim"``: the simulator's state (joint coordinates, velocities, applied forces and the
+        solver's warm-start buffers, see ``NewtonSimulator.state``); the env's per-world
+        buffers (the episode step counters ``"step_count"``, the cached pre-step
+        ``"observation"`` the next reward reads, and for the locomotion tasks the previous
+        action ``"prev_action"``); ``"generator"``: the state of the reset-noise generator, for
+        the worlds that reset later. Transforms around the env keep their state elsewhere (the
+        carried TensorDict, their own state dicts).
+
+        Returns:
+            A TensorDict of tensors only (``batch_size=[]``), fit for weights-only
+            checkpoints.
+
+        Examples:
+            >>> import torch
+            >>> from torchrl_flowmbpo.envs.locomotion import make_env
+            >>> env = make_env("cartpole", num_envs=2, seed=0)
+            >>> _ = env.rollout(5, break_when_any_done=False)
+            >>> state = env.sim_state()
+            >>> twin = make_env("cartpole", num_envs=2, seed=1)
+            >>> twin.load_sim_state(state)
+            >>> action = env.full_action_spec.zero()
+            >>> torch.equal(env.step(action.clone())["next", "observation"],
+            ...             twin.step(action.clone())["next", "observation"])
+            True
+        """
+        state = {name: buffer.clone() for name, buffer in self._state_buffers().items()}
+        state.update(sim=self.sim.state(), generator=self._rng.get_state())
+        return TensorDict(state, batch_size=[])
+
+    def load_sim_state(self, state: TensorDictBase) -> None:
+        """Puts a :meth:`sim_state` of an env of the same task, ``num_envs`` and settings into
+        this one (in place): its next steps are bit-identical to those of the env it came from.
+
+        Args:
+            state: what :meth:`sim_state` returned (possibly read back from a checkpoint).
+
+        Raises:
+            ValueError: a tensor of ``state`` does not have this env's shape.
+        """
+        copy_state(self._state_buffers(), state, type(self).__name__)
+        self.sim.load_state(state.get("sim"))
+        self._rng.set_state(state.get("generator").cpu())

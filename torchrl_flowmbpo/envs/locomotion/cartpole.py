@@ -29,6 +29,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from torchrl_flowmbpo.envs.locomotion.batched import (
+    SimStateMixin,
     recover_diverged,
     reset_mask,
     reset_output,
@@ -67,7 +68,7 @@ def single_pole_urdf() -> str:
     return ET.tostring(robot, encoding="unicode")
 
 
-class CartPoleEnv(EnvBase):
+class CartPoleEnv(SimStateMixin, EnvBase):
     """Cartpole swing-up: observation 5, action 1, ``num_envs`` Newton worlds.
 
     Each step clips the action to [-1, 1], pushes the cart with a force of
@@ -102,6 +103,10 @@ class CartPoleEnv(EnvBase):
     constraint). A partial reset inside a differentiable rollout needs
     :func:`~torchrl_flowmbpo.envs.differentiable_rollout` (TorchRL's ``rollout`` merges reset
     rows in place, which autograd refuses).
+
+    :meth:`sim_state` and :meth:`load_sim_state` save and put back the episodes in progress
+    (the simulator's and the env's state, see :class:`SimStateMixin`; MuJoCo mode only: in
+    differentiable mode the state travels in the TensorDict).
 
     Start: pole at ``θ = start_angle`` (default π: hanging down; 0 turns the task into
     balancing), cart at 0, at rest, plus uniform noise times ``reset_noise``: ±0.1 on ``x`` and
@@ -227,6 +232,13 @@ class CartPoleEnv(EnvBase):
             + w_x_dot * obs[:, 3].square()
         )
         return -cost - self.action_penalty * action.square().sum(-1)
+
+    def _state_buffers(self) -> dict[str, torch.Tensor]:
+        if self.differentiable:
+            raise NotImplementedError(
+                "sim_state: a differentiable cartpole carries its state in the TensorDict."
+            )
+        return {"step_count": self._step_count, "observation": self._obs}
 
     # ----------------------------------------------------------------- specs
     def _make_specs(self) -> None:

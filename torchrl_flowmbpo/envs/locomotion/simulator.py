@@ -8,12 +8,26 @@ observations and writes torques and resets without copies or per-env Python loop
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
+from tensordict import TensorDict
 
-__all__ = ["NewtonSimulator", "newton_asset", "out_of_range", "write_worlds"]
+__all__ = [
+    "SOLVER_BUFFERS",
+    "NewtonSimulator",
+    "copy_state",
+    "newton_asset",
+    "out_of_range",
+    "write_worlds",
+]
+
+#: MuJoCo-Warp's per-world buffers that persist between steps (the ones ``SolverMuJoCo.reset``
+#: clears): the acceleration warm-start, which changes the next step's result in the last bits,
+#: the actuator activations and controls, and the applied forces. Every other array of its data
+#: is recomputed from ``qpos``/``qvel`` (pushed from ``joint_q``/``joint_qd``) at each step.
+SOLVER_BUFFERS = ("qacc_warmstart", "act", "ctrl", "qfrc_applied", "xfrc_applied")
 
 
 def out_of_range(joint_q: torch.Tensor, joint_qd: torch.Tensor, limit: float = 1e6) -> torch.Tensor:
@@ -41,6 +55,23 @@ def write_worlds(
     sim.joint_q.copy_(torch.where(m, q, sim.joint_q))
     sim.joint_qd.copy_(torch.where(m, qd, sim.joint_qd))
     sim.joint_f.masked_fill_(m, 0.0)
+
+
+def copy_state(targets: Mapping[Any, torch.Tensor], state: Any, owner: str) -> None:
+    """Copies ``state[key]`` into each ``targets[key]`` in place (a saved state put back).
+
+    Raises:
+        ValueError: a saved tensor does not have its target's shape (another task or
+            ``num_envs``); ``owner`` names what is loaded.
+    """
+    for key, target in targets.items():
+        value = state.get(key)
+        if value.shape != target.shape:
+            raise ValueError(
+                f"{owner} state {key!r} has shape {tuple(value.shape)}, "
+                f"expected {tuple(target.shape)} (another task or num_envs?)."
+            )
+        target.copy_(value)
 
 
 def newton_asset(name: str) -> str:
@@ -245,6 +276,43 @@ class NewtonSimulator:
         # The solver otherwise warm-starts the reset worlds from their stale accelerations.
         with self._on_warp_stream():
             self.solver.reset(self.state_0, self._mask_wp, flags=0)
+
+    def _solver_buffers(self) -> dict[str, torch.Tensor]:
+        """Zero-copy ``[N, ...]`` views of :data:`SOLVER_BUFFERS`."""
+        import warp as wp
+
+        data = self.solver.mjw_data
+        return {name: wp.to_torch(getattr(data, name)) for name in SOLVER_BUFFERS}
+
+    def state(self) -> TensorDict:
+        """A copy of everything the next :meth:`simulate` depends on, ``[num_worlds]``-shaped.
+
+        ``joint_q``, ``joint_qd``, the applied forces ``joint_f`` and, under ``"solver"``,
+        MuJoCo-Warp's buffers that persist between steps (:data:`SOLVER_BUFFERS`). Loading it
+        into a simulator of the same model (:meth:`load_state`) makes its next steps
+        bit-identical to this one's.
+
+        Examples:
+            >>> from torchrl_flowmbpo.envs.locomotion import CartPoleEnv
+            >>> sim = CartPoleEnv(2, seed=0).sim
+            >>> sorted(sim.state()["solver"].keys())
+            ['act', 'ctrl', 'qacc_warmstart', 'qfrc_applied', 'xfrc_applied']
+        """
+        # Plain torch copies: every Warp launch makes the torch stream wait for it (see
+        # _on_warp_stream), so the views are up to date here.
+        solver = TensorDict(self._solver_buffers(), batch_size=[self.num_worlds]).clone()
+        state = {"joint_q": self.joint_q, "joint_qd": self.joint_qd, "joint_f": self.joint_f}
+        return TensorDict(state, batch_size=[self.num_worlds]).clone().set("solver", solver)
+
+    def load_state(self, state: TensorDict) -> None:
+        """Writes a :meth:`state` of a simulator of the same model into this one, in place.
+
+        Raises:
+            ValueError: a tensor of ``state`` does not have the shape of this simulator's.
+        """
+        targets = {"joint_q": self.joint_q, "joint_qd": self.joint_qd, "joint_f": self.joint_f}
+        targets.update({("solver", k): v for k, v in self._solver_buffers().items()})
+        copy_state(targets, state, "Simulator")
 
     def invalid_worlds(self, limit: float = 1e6) -> torch.Tensor:
         """``[N]`` bool: worlds whose state is non-finite or exceeds ``limit`` in magnitude."""
