@@ -1,6 +1,11 @@
 """Real transitions: the training loops' replay buffers and collector, and offline datasets
 recorded in TorchRL storages, loaded as replay buffers."""
 
+from torchrl_flowmbpo.data.collector_state import (
+    COLLECTOR_COUNTERS,
+    collector_state,
+    load_collector_state,
+)
 from torchrl_flowmbpo.data.datasets import (
     DATASET_KEYS,
     DatasetError,
@@ -22,12 +27,15 @@ from torchrl_flowmbpo.data.replay import (
 )
 
 __all__ = [
+    "COLLECTOR_COUNTERS",
     "DATASET_KEYS",
     "POLICY_OUTPUTS",
     "TRANSITION_KEYS",
     "DatasetError",
     "DatasetRecorder",
+    "collector_state",
     "held_out_split",
+    "load_collector_state",
     "load_dataset",
     "make_collector",
     "make_slice_buffer",
