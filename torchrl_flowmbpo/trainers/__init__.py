@@ -3,7 +3,9 @@ loops, offline world-model pretraining, config factories, checkpoints and the re
 evaluation, logs and the closing report.
 
 The example scripts are thin: ``examples/pwm_flow.py`` builds :class:`PWMTrainer` with
-:func:`build_pwm_trainer`, trains it and evaluates the result.
+:func:`build_pwm_trainer`, trains it and evaluates the result; :func:`train_shac` and
+:func:`train_sac` do the same with :class:`SHACTrainer` and :class:`SACTrainer`. The three loops
+are hooked loops (:class:`HookedLoop`) with TorchRL's hook stages.
 """
 
 from torchrl_flowmbpo.trainers.checkpoint import (
@@ -27,8 +29,8 @@ from torchrl_flowmbpo.trainers.pwm import PWMTrainer
 from torchrl_flowmbpo.trainers.pwm_builder import build_pwm_trainer
 from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
-from torchrl_flowmbpo.trainers.sac import train_sac
-from torchrl_flowmbpo.trainers.shac import train_shac
+from torchrl_flowmbpo.trainers.sac import SACTrainer, train_sac
+from torchrl_flowmbpo.trainers.shac import SHACTrainer, train_shac
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "PWMTrainer",
     "PWMUpdater",
     "RunCheckpointer",
+    "SACTrainer",
+    "SHACTrainer",
     "build_pwm_trainer",
     "config_changes",
     "eval_metrics",

@@ -17,10 +17,10 @@ __all__ = ["HOOK_STAGES", "HookedLoop"]
 #: ours (TorchRL's ``Trainer`` has no one-off warm-up after the random frames, and no evaluation
 #: of its own).
 HOOK_STAGES = {
-    "batch_process": "on the fresh collected batch, before it enters the replay buffer",
+    "batch_process": "on the fresh batch (SHAC's: its rollout), before a replay buffer sees it",
     "warm_up": "once, after the world model's warm-up and before the first actor step",
     "post_optim": "after the iteration's optimisation steps, with its metrics",
-    "post_eval": "after a periodic evaluation, with the iteration's metrics",
+    "post_eval": "after an evaluation during training, with the iteration's metrics",
     "post_steps_log": "with the iteration's metrics, before they are logged",
     "shutdown": "once, when the loop ends",
 }

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,8 +19,8 @@ from torchrl_flowmbpo.data import (
 )
 from torchrl_flowmbpo.objectives import PWMActorLoss, TerminationBalance, WorldModelLoss
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics, format_return
-from torchrl_flowmbpo.trainers.hooks import HookedLoop
 from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, log_to_file
+from torchrl_flowmbpo.trainers.loop import TrainingLoop
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.run_guard import RunGuard
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
@@ -30,7 +29,7 @@ from torchrl_flowmbpo.transforms import RewardNormalization
 __all__ = ["PWMTrainer"]
 
 
-class PWMTrainer(HookedLoop):
+class PWMTrainer(TrainingLoop):
     """PWM's loop over a collector: every batch extends the slice replay buffer; once the random
     frames are in, each iteration takes ``actor_updates_per_iter`` actor steps (each followed by
     the critic's steps on its imagined rollout) and ``wm_updates_per_iter`` world-model steps,
@@ -104,23 +103,19 @@ class PWMTrainer(HookedLoop):
         eval_interval: int = 0,
         total_frames: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(evaluator, checkpointer, counters=counters, history=history, logger=logger)
         self.collector, self.replay_buffer, self.updater = collector, replay_buffer, updater
         self.world_model, self.actor_loss, self.wm_loss = world_model, actor_loss, wm_loss
-        self.reward_norm, self.evaluate, self.checkpointer = reward_norm, evaluator, checkpointer
-        self.counters, self.history, self.schedulers = counters, history, schedulers
+        self.reward_norm, self.schedulers = reward_norm, schedulers
         self.horizon, self.actor_batch, self.wm_batch_slices = horizon, actor_batch, wm_batch_slices
         self.init_random_frames, self.wm_warmup_steps = init_random_frames, wm_warmup_steps
         self.actor_updates_per_iter = actor_updates_per_iter
         self.wm_updates_per_iter = wm_updates_per_iter
         self.finetune, self.termination_balance = finetune, termination_balance
-        self.recorder, self.logger = recorder, logger
-        self.eval_interval = eval_interval
+        self.recorder, self.eval_interval = recorder, eval_interval
         self.total_frames = total_frames
         #: Frames in the replay buffer (a resumed buffer's included).
         self.buffer_frames = 0
-        self.eval_stats: dict[str, float] = {}
-        self.clock: RunClock | None = None
 
     def sample_start_states(self) -> TensorDictBase:
         """The actor's start observations: the first rows of fresh replay slices."""
@@ -189,12 +184,6 @@ class PWMTrainer(HookedLoop):
         log_to_file(f"Evaluation at {frames:,} frames: {format_return(self.eval_stats)}")
         self.call_hooks("post_eval", metrics, merge_into=metrics)
 
-    def log(self, metrics: Mapping[str, float]) -> None:
-        """Logs every metric at the run's frame count."""
-        if self.logger is not None:
-            for name, value in metrics.items():
-                self.logger.log_scalar(name, value, step=self.counters["frames"])
-
     def train(self, guard: RunGuard) -> None:
         """Runs the loop until the collector's frames are done.
 
@@ -247,23 +236,3 @@ class PWMTrainer(HookedLoop):
         self.checkpointer.unbind_collector()  # its state outlives it in later checkpoints
         self.collector.shutdown()
         self.call_hooks("shutdown")
-
-    def final_evaluation(self) -> dict[str, float]:
-        """The run's closing evaluation, logged and added to the learning curve unless the
-        curve already ends at this frame (then it is only recomputed if this session has not
-        evaluated: a resumed run never logs a frame twice)."""
-        frames = self.counters["frames"]
-        evaluations = self.history["eval/return"]
-        done = bool(evaluations) and evaluations[-1][0] == frames
-        if not (done and self.eval_stats):
-            self.eval_stats = self.evaluate()
-        if not done:
-            evaluations.append([frames, self.eval_stats["return_mean"]])
-            self.log(eval_metrics(self.eval_stats))
-        return self.eval_stats
-
-    def save(self, guard: RunGuard) -> Path:
-        """Writes the run's final checkpoint (marked finished); returns the path."""
-        if self.clock is not None:
-            self.clock.tick()
-        return guard.save(finished=True)

@@ -15,7 +15,9 @@ resumes from the latest checkpoint (the episodes restart from a reset).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -27,13 +29,22 @@ from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, eval_metrics
 from torchrl_flowmbpo.trainers.factories import make_optimizers, make_task_env, make_value_loss
 from torchrl_flowmbpo.trainers.logs import RunClock, episode_metrics, make_logger
+from torchrl_flowmbpo.trainers.loop import TrainingLoop
 from torchrl_flowmbpo.trainers.reporting import plot_learning_curve, print_summary
+from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.run_guard import RunGuard
 from torchrl_flowmbpo.trainers.run_state import report_resume, resume_run_state
 from torchrl_flowmbpo.trainers.stopping import StopSignals
 from torchrl_flowmbpo.trainers.updater import PWMUpdater
 
-__all__ = ["check_shac_config", "make_shac_losses", "shac_model_specs", "train_shac"]
+__all__ = [
+    "SHACTrainer",
+    "build_shac_trainer",
+    "check_shac_config",
+    "make_shac_losses",
+    "shac_model_specs",
+    "train_shac",
+]
 
 #: What the actor and the critic read: SHAC has no latent.
 STATE_KEY = "observation"
@@ -88,23 +99,138 @@ def check_shac_config(cfg: DictConfig) -> int:
     return iterations
 
 
-def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
-    """The SHAC loop: rollout with gradients -> actor step -> critic steps -> log -> evaluate.
+class SHACTrainer(TrainingLoop):
+    """SHAC's loop: each iteration rolls the actor out for H steps in the differentiable
+    simulator from where the previous one stopped, takes one actor step on the exact gradient
+    and the critic's steps on that rollout, then logs, evaluates every ``eval_interval``
+    iterations (and after the last) and hands the iteration to its
+    :class:`~torchrl_flowmbpo.trainers.run_guard.RunGuard`.
+
+    Hook stages (:meth:`register_op`): ``batch_process(trajectory)`` on the iteration's rollout
+    after its steps (SHAC has no replay buffer: the rollout is the data),
+    ``post_optim(metrics, trajectory)`` after the iteration's steps, ``post_eval(metrics)``
+    after an evaluation, ``post_steps_log(metrics)`` before logging and ``shutdown()`` when the
+    loop ends; a returned dict joins the metrics.
+
+    Args:
+        env: the differentiable training env.
+        updater: the actor and critic steps.
+        actor_loss: SHAC's actor loss (it holds where the next rollout starts).
+        evaluator: the deterministic evaluation (on the ordinary task).
+        checkpointer: the run's checkpoints.
+
+    Keyword Args:
+        counters: ``iteration``, ``frames`` and ``elapsed_s`` (a resume's).
+        history: the learning curve's ``train/return`` and ``eval/return`` points.
+        schedulers: LR schedulers stepped once per iteration.
+        obs_norm: the networks' observation normaliser, updated once per iteration (None: none).
+        iterations: the run's iterations.
+        frames_per_iteration: frames of one rollout (``num_envs x horizon``).
+        logger: a TorchRL logger (None: none).
+        eval_interval: iterations between evaluations (0: only after the last).
+    """
+
+    def __init__(
+        self,
+        env,
+        updater: PWMUpdater,
+        actor_loss: SHACActorLoss,
+        evaluator: Evaluator,
+        checkpointer: RunCheckpointer,
+        *,
+        counters: dict[str, Any],
+        history: dict[str, list[list[float]]],
+        schedulers: Mapping[str, Any],
+        obs_norm: InputNormalizer | None,
+        iterations: int,
+        frames_per_iteration: int,
+        logger=None,
+        eval_interval: int = 0,
+    ) -> None:
+        super().__init__(evaluator, checkpointer, counters=counters, history=history, logger=logger)
+        self.env, self.updater, self.actor_loss = env, updater, actor_loss
+        self.schedulers, self.obs_norm = schedulers, obs_norm
+        self.iterations, self.eval_interval = iterations, eval_interval
+        self.frames_per_iteration = frames_per_iteration
+
+    def _evaluate(self, metrics: dict[str, float]) -> None:
+        self.eval_stats = self.evaluate()
+        metrics.update({f"eval/{k}": v for k, v in self.eval_stats.items()})
+        metrics.update(eval_metrics(self.eval_stats))
+        self.history["eval/return"].append(
+            [self.counters["frames"], self.eval_stats["return_mean"]]
+        )
+        self.call_hooks("post_eval", metrics, merge_into=metrics)
+
+    def train(self, guard: RunGuard) -> None:
+        """Runs the loop until the run's iterations are done (the final checkpoint is
+        :meth:`save`'s).
+
+        Args:
+            guard: checkpoints on schedule and stops the run on a signal or skipped updates.
+
+        Raises:
+            RunStopped: the run stopped early (a checkpoint was written if it could be).
+        """
+        counters, history, updater = self.counters, self.history, self.updater
+        self.clock = clock = RunClock(counters)
+        self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
+        guard.skips.observe(sum(updater.skipped_steps.values()))
+        start = self.env.reset()  # the episodes in progress at the checkpoint are not saved
+        frames_per_iteration = self.frames_per_iteration
+        progress = tqdm(total=self.iterations * frames_per_iteration, initial=counters["frames"])
+        for _ in range(counters["iteration"], self.iterations):
+            metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
+            start = self.actor_loss.next_start
+            self.call_hooks("batch_process", trajectory)
+            if self.obs_norm is not None:
+                self.obs_norm.update(trajectory[STATE_KEY])
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+            counters["iteration"] += 1
+            counters["frames"] += frames_per_iteration
+            progress.update(frames_per_iteration)
+            episodes = episode_metrics(trajectory)
+            metrics.update(episodes)
+            if episodes:
+                history["train/return"].append([counters["frames"], episodes["train/return"]])
+            metrics["time/elapsed_s"] = clock.tick()
+            metrics["loss/actor"] = metrics["actor/loss_actor"]
+            metrics["loss/value"] = metrics["critic/loss_value"]
+            metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
+            self.call_hooks("post_optim", metrics, trajectory, merge_into=metrics)
+            last = counters["iteration"] == self.iterations
+            if last or (self.eval_interval and counters["iteration"] % self.eval_interval == 0):
+                self._evaluate(metrics)
+            self.call_hooks("post_steps_log", metrics, merge_into=metrics)
+            self.log(metrics)
+            progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
+            clock.tick()
+            if not last:  # the final checkpoint follows
+                guard.after_iteration(skipped_total=sum(updater.skipped_steps.values()))
+        progress.close()
+        self.call_hooks("shutdown")
+
+
+def build_shac_trainer(cfg: DictConfig, run_dir: Path) -> SHACTrainer | None:
+    """SHAC's trainer for ``cfg`` (``experiment=shac``), resumed from ``run_dir``'s latest
+    checkpoint if there is one; prints the resume notes.
 
     Args:
         cfg: the run's config.
-        run_dir: the run directory (held by the caller's :func:`guarded_run`).
-        stop: the signals installed for the run.
+        run_dir: the run directory (``checkpoints/``, ``logs/``).
+
+    Returns:
+        The trainer, or None for a finished run (nothing to do; it says so).
 
     Raises:
-        RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
         ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
             config.
     """
+
     iterations = check_shac_config(cfg)
     specs = shac_model_specs(cfg)
     algo = cfg.algo
-    frames_per_iteration = cfg.env.num_envs * algo.horizon
     train_spec = {**specs["env"], "kwargs": {**specs["env"]["kwargs"], "differentiable": True}}
     env = make_task_env(train_spec, num_envs=cfg.env.num_envs, device=cfg.device, seed=cfg.seed)
     obs_dim = env.observation_spec[STATE_KEY].shape[-1]
@@ -132,56 +258,49 @@ def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
         cfg, run_dir, modules, optimizers, env, specs=specs, schedulers=schedulers
     )
     if report_resume(checkpointer, notes, run_dir, "iteration", iterations):
-        return
-    counters, history = checkpointer.counters, checkpointer.history
+        return None
 
-    evaluate = Evaluator(
+    evaluator = Evaluator(
         lambda n, seed: make_task_env(specs["env"], num_envs=n, device=cfg.device, seed=seed),
         cfg,
         actor,
     )
-    logger = make_logger(cfg, str(run_dir))
-    clock = RunClock(counters)
-    eval_stats: dict[str, float] = {}
-    guard = RunGuard(checkpointer, stop)
-    checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
-    guard.skips.observe(sum(updater.skipped_steps.values()))
-    start = env.reset()  # the episodes in progress at the checkpoint are not saved
-    progress = tqdm(total=iterations * frames_per_iteration, initial=counters["frames"])
-    for _ in range(counters["iteration"], iterations):
-        metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
-        start = actor_loss.next_start
-        if obs_norm is not None:
-            obs_norm.update(trajectory[STATE_KEY])
-        for scheduler in schedulers.values():
-            scheduler.step()
-        counters["iteration"] += 1
-        counters["frames"] += frames_per_iteration
-        progress.update(frames_per_iteration)
-        episodes = episode_metrics(trajectory)
-        metrics.update(episodes)
-        if episodes:
-            history["train/return"].append([counters["frames"], episodes["train/return"]])
-        metrics["time/elapsed_s"] = clock.tick()
-        metrics["loss/actor"] = metrics["actor/loss_actor"]
-        metrics["loss/value"] = metrics["critic/loss_value"]
-        metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
-        last = counters["iteration"] == iterations
-        if last or (cfg.eval.interval and counters["iteration"] % cfg.eval.interval == 0):
-            eval_stats = evaluate()
-            metrics.update({f"eval/{k}": v for k, v in eval_stats.items()})
-            metrics.update(eval_metrics(eval_stats))
-            history["eval/return"].append([counters["frames"], eval_stats["return_mean"]])
-        if logger is not None:
-            for name, value in metrics.items():
-                logger.log_scalar(name, value, step=counters["frames"])
-        progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
-        clock.tick()
-        if not last:  # the final checkpoint follows
-            guard.after_iteration(skipped_total=sum(updater.skipped_steps.values()))
-    progress.close()
-    if not eval_stats:  # resumed after its last iteration: evaluated, not logged again
-        eval_stats = evaluate()
-    path = guard.save(finished=True)
-    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=cfg.variant)
+    return SHACTrainer(
+        env,
+        updater,
+        actor_loss,
+        evaluator,
+        checkpointer,
+        counters=checkpointer.counters,
+        history=checkpointer.history,
+        schedulers=schedulers,
+        obs_norm=obs_norm,
+        iterations=iterations,
+        frames_per_iteration=cfg.env.num_envs * algo.horizon,
+        logger=make_logger(cfg, str(run_dir)),
+        eval_interval=cfg.eval.interval,
+    )
+
+
+def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
+    """The SHAC run: builds :class:`SHACTrainer`, trains it, evaluates and checkpoints.
+
+    Args:
+        cfg: the run's config.
+        run_dir: the run directory (held by the caller's :func:`guarded_run`).
+        stop: the signals installed for the run.
+
+    Raises:
+        RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
+        ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
+            config.
+    """
+    trainer = build_shac_trainer(cfg, run_dir)
+    if trainer is None:
+        return
+    guard = RunGuard(trainer.checkpointer, stop)
+    trainer.train(guard)
+    eval_stats = trainer.final_evaluation()  # evaluated after the last iteration: not again
+    path = trainer.save(guard)
+    curve = plot_learning_curve(trainer.history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)
