@@ -38,7 +38,6 @@ from torchrl_flowmbpo.trainers.reporting import (
     task_references,
 )
 from torchrl_flowmbpo.trainers.run_guard import RunGuard, guarded_run
-from torchrl_flowmbpo.trainers.shac import check_shac_config
 from torchrl_flowmbpo.trainers.tasks import task_label
 
 
@@ -63,18 +62,15 @@ def main(cfg: DictConfig) -> None:
 
     shac = cfg.algo.name == "shac"  # experiment=shac: no world model, the simulator's gradients
     with guarded_run(run_dir, "pwm_flow.py") as stop:  # one process per run directory
+        if shac:
+            log_start()
+            return train_shac(cfg, run_dir, stop)
         try:
-            if shac:
-                check_shac_config(cfg)
-            else:
-                trainer, notes = build_pwm_trainer(cfg, run_dir)
+            trainer, notes = build_pwm_trainer(cfg, run_dir)
         except (ValueError, TypeError) as err:
             sys.exit(f"Invalid configuration: {err}")
         except LegacyCheckpointError as err:
             sys.exit(f"pwm_flow.py: {err}")
-        if shac:
-            log_start()
-            return train_shac(cfg, run_dir, stop)
         for note in notes:
             print(note)
         log_start(*notes)

@@ -22,7 +22,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from torchrl_flowmbpo.envs.locomotion import task_kwargs
 from torchrl_flowmbpo.modules.builders import build_actor, build_critic
 from torchrl_flowmbpo.modules.models import InputNormalizer
 from torchrl_flowmbpo.objectives import PWMValueLoss, SHACActorLoss
@@ -40,8 +39,8 @@ from torchrl_flowmbpo.trainers.updater import PWMUpdater
 __all__ = [
     "SHACTrainer",
     "build_shac_trainer",
-    "check_shac_config",
     "make_shac_losses",
+    "shac_iterations",
     "shac_model_specs",
     "train_shac",
 ]
@@ -81,22 +80,11 @@ def make_shac_losses(cfg: DictConfig, actor, critic, env) -> tuple[SHACActorLoss
     return actor_loss, value_loss
 
 
-def check_shac_config(cfg: DictConfig) -> int:
-    """The run's SHAC iterations; raises ``ValueError`` for a task without a differentiable
-    simulator or fewer frames than one iteration."""
-    if "differentiable" not in task_kwargs(cfg.env.name):
-        raise ValueError(
-            f"SHAC needs a differentiable simulator; task "
-            f"{cfg.env.name!r} has none (tasks with one: cartpole)."
-        )
-    frames_per_iteration = cfg.env.num_envs * cfg.algo.horizon
-    iterations = cfg.collector.total_frames // frames_per_iteration
-    if iterations < 1:
-        raise ValueError(
-            f"collector.total_frames={cfg.collector.total_frames} is less "
-            f"than one SHAC iteration (env.num_envs x algo.horizon = {frames_per_iteration})."
-        )
-    return iterations
+def shac_iterations(cfg: DictConfig) -> int:
+    """The run's SHAC iterations: ``collector.total_frames`` in windows of ``env.num_envs x
+    algo.horizon`` frames (:func:`~torchrl_flowmbpo.config.validate` refuses fewer frames than
+    one window, and a task without a differentiable simulator)."""
+    return cfg.collector.total_frames // (cfg.env.num_envs * cfg.algo.horizon)
 
 
 class SHACTrainer(TrainingLoop):
@@ -224,11 +212,11 @@ def build_shac_trainer(cfg: DictConfig, run_dir: Path) -> SHACTrainer | None:
         The trainer, or None for a finished run (nothing to do; it says so).
 
     Raises:
-        ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
-            config.
+        ValueError: for a resume with another config (types, ranges and the task:
+            :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
 
-    iterations = check_shac_config(cfg)
+    iterations = shac_iterations(cfg)
     specs = shac_model_specs(cfg)
     algo = cfg.algo
     train_spec = {**specs["env"], "kwargs": {**specs["env"]["kwargs"], "differentiable": True}}
@@ -292,8 +280,8 @@ def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
 
     Raises:
         RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
-        ValueError: for a config :func:`check_shac_config` refuses, or a resume with another
-            config.
+        ValueError: for a resume with another config (types, ranges and the task:
+            :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
     trainer = build_shac_trainer(cfg, run_dir)
     if trainer is None:
