@@ -72,14 +72,18 @@ def collector_state(collector: Collector) -> dict[str, Any]:
         ``COLLECTOR_COUNTERS`` of its ``state_dict``; ``"carrier"``: a copy of the step it
         carries into the next batch; ``"env"``: the task env's ``sim_state()``;
         ``"transforms"``: the state dict of the env's transforms (``{}`` without any). Tensors,
-        TensorDicts and numbers only, for weights-only checkpoints.
+        TensorDicts and numbers only, for weights-only checkpoints. An env without
+        ``sim_state`` (not one of the batched Newton tasks) gives the counters only.
     """
     state = collector.state_dict()
     captured = {key: state[key] for key in COLLECTOR_COUNTERS if key in state}
     env = collector.env
-    captured["carrier"] = collector._carrier.clone()
-    captured["env"] = _task_env(env).sim_state()
-    captured["transforms"] = env.transform.state_dict() if isinstance(env, TransformedEnv) else {}
+    task = _task_env(env)
+    if hasattr(task, "sim_state"):
+        captured["carrier"] = collector._carrier.clone()
+        captured["env"] = task.sim_state()
+        transforms = env.transform.state_dict() if isinstance(env, TransformedEnv) else {}
+        captured["transforms"] = transforms
     return captured
 
 

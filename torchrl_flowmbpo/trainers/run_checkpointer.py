@@ -7,10 +7,16 @@ checkpoint (bad ones are set aside), refuses a config that differs outside the k
 change, and knows when the run it resumes had already finished.
 
 What a resume restores: every weight, optimiser and LR-schedule state, the counters and the
-learning curve, the Python/NumPy/torch RNGs and the environments' generators, and the replay
-buffer when its storage fits ``max_buffer_mb``. What it cannot: the episodes in progress at the
-checkpoint (the environments restart from a reset), and a replay buffer above the limit (the
-resumed run refills it with ``init_random_frames`` of its budget and trains on fresher data).
+learning curve, the Python/NumPy/torch RNGs and the environments' generators, and with the
+replay buffer, when its storage fits ``max_buffer_mb``, the collector's state between batches:
+its counters, the step it carries (observations, done flags, ``StepCounter``/``RewardSum``
+trackers, trajectory ids), the simulator's state (joint state, applied forces, MuJoCo-Warp's
+warm-start buffers, episode step counters) and its transforms' states. The episodes in progress
+at the checkpoint go on where they were, and a resumed run ends bit-identical to the same run
+uninterrupted (same device, tests/examples/test_exact_resume.py). What it cannot: a replay buffer
+above the limit (it is not saved, nor is the collector's state: the resumed run restarts the
+episodes from a reset, refills the buffer with ``init_random_frames`` of its budget and trains on
+fresher data); a checkpoint of an earlier version restarts the episodes from a reset too.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from torchrl_flowmbpo.data.collector_state import collector_state, load_collector_state
 from torchrl_flowmbpo.trainers.buffer_state import compact_state, load_compact_state
 from torchrl_flowmbpo.trainers.checkpointing import (
     CheckpointSchedule,
@@ -34,9 +41,6 @@ from torchrl_flowmbpo.trainers.logs import drop_logged_after, report
 from torchrl_flowmbpo.trainers.resume import RESUMABLE_CHANGES, config_changes
 
 __all__ = ["ConfigChangedError", "RunCheckpointer", "env_generators"]
-
-#: The collector's state a resume needs (TorchRL's ``Collector.state_dict`` keys).
-_COLLECTOR_KEYS = ("frames", "iter", "traj_pool")
 
 
 def env_generators(env: Any) -> dict[str, torch.Generator]:
@@ -288,21 +292,23 @@ class RunCheckpointer:
     def bind_collector(self, collector: Any) -> None:
         """Registers the run's collector (built after :meth:`resume`, from its counters).
 
-        Its frame count and trajectory counter are saved with a saved replay buffer, and
-        restored here from the checkpoint resumed from: build the collector for the whole run
-        (``total_frames`` and ``init_random_frames`` of the config), not for what is left.
+        Its state between batches (:func:`~torchrl_flowmbpo.data.collector_state`: frame,
+        iteration and trajectory counters, the step it carries into the next batch, the
+        simulator's state and the env's transforms) is saved with a saved replay buffer, and
+        restored here from the checkpoint resumed from, so the episodes in progress go on: build
+        the collector for the whole run (``total_frames`` and ``init_random_frames`` of the
+        config), not for what is left, on an env built like the saved one's. A checkpoint of an
+        earlier version holds the counters only: the episodes then restart from the reset the
+        collector was built with.
         """
         self.collector = collector
         if self._collector_state is not None:
-            collector.load_state_dict(dict(self._collector_state), strict=False)
+            load_collector_state(collector, self._collector_state)
 
     def _collector_snapshot(self) -> dict[str, Any] | None:
-        # Its trajectory counter: new trajectories must not reuse the ids of the saved buffer's,
-        # or slices would join them (the policy and env parts are not needed).
         if self.collector is None:
             return self._collector_state
-        state = self.collector.state_dict()
-        return {key: state[key] for key in _COLLECTOR_KEYS if key in state}
+        return collector_state(self.collector)
 
     def unbind_collector(self) -> None:
         """Keeps the collector's last state for later checkpoints; call before its shutdown."""
