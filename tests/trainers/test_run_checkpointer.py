@@ -213,3 +213,46 @@ def test_env_generators_reach_through_transforms():
     (generator,) = env_generators(env).values()
     assert generator is env.base_env._rng
     assert env_generators(torch.nn.Linear(1, 1)) == {}
+
+
+def test_a_bound_collector_resumes_its_episodes_in_progress(tmp_path):
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, ReplayBuffer
+    from torchrl.envs import Compose, RewardSum, StepCounter, TransformedEnv
+    from torchrl.envs.utils import RandomPolicy
+
+    from torchrl_flowmbpo.data import make_collector
+    from torchrl_flowmbpo.envs import make_env
+
+    def run(seed: int):
+        """A checkpointer with a replay buffer (the collector's state is saved with it) and a
+        collector of 4-step batches over 6-step episodes, on a fresh env."""
+        env = make_env("cartpole", num_envs=2, seed=seed, episode_length=6)
+        env = TransformedEnv(env, Compose(StepCounter(), RewardSum()))
+        policy = RandomPolicy(env.full_action_spec)
+        collector = make_collector(
+            env, policy, frames_per_batch=8, total_frames=24, init_random_frames=0
+        )
+        buffer = ReplayBuffer(storage=LazyTensorStorage(10))
+        buffer.extend(TensorDict({"x": torch.zeros(1)}, [1]))
+        ckpt, _, _ = _checkpointer(tmp_path)
+        ckpt.replay_buffer, ckpt.generators = buffer, env_generators(env)
+        return ckpt, collector
+
+    first, collector = run(seed=0)
+    first.bind_collector(collector)
+    batches = iter(collector)
+    next(batches)
+    first.counters["iteration"] = 1
+    first.save()
+    expected = next(batches)
+
+    torch.manual_seed(5)
+    second, fresh = run(seed=3)
+    second.resume()
+    second.bind_collector(fresh)
+    second.restore_rng()
+    resumed = next(iter(fresh))
+    assert (expected["step_count"][:, 0] > 0).all()  # the batch starts mid-episode
+    for key, value in expected.items(True, True):
+        assert torch.equal(resumed[key], value), key
