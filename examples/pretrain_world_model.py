@@ -35,7 +35,7 @@ from torchrl_flowmbpo.trainers.run_guard import guarded_run
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with guarded_run(run_dir, "pretrain_world_model.py") as stop:  # one process per run dir
+    with guarded_run(run_dir, "pretrain_world_model.py", config=cfg) as stop:  # one per run dir
         try:
             pretrain_world_model(cfg, run_dir, stop)
         except (DatasetError, ValueError, TypeError) as err:

@@ -61,7 +61,7 @@ def main(cfg: DictConfig) -> None:
             log_to_file(line)
 
     shac = cfg.algo.name == "shac"  # experiment=shac: no world model, the simulator's gradients
-    with guarded_run(run_dir, "pwm_flow.py") as stop:  # one process per run directory
+    with guarded_run(run_dir, "pwm_flow.py", config=cfg) as stop:  # one process per run directory
         if shac:
             log_start()
             return train_shac(cfg, run_dir, stop)

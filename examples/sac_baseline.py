@@ -37,7 +37,9 @@ def main(cfg: DictConfig) -> None:
     plain_torchrl_console()
     init_warp_quietly(cfg.device)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    with guarded_run(run_dir, "sac_baseline.py") as stop:  # one process per run directory
+    with guarded_run(
+        run_dir, "sac_baseline.py", config=cfg
+    ) as stop:  # one process per run directory
         try:
             train_sac(cfg, run_dir, stop)
         except (ValueError, TypeError) as err:

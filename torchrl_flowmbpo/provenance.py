@@ -1,6 +1,8 @@
 """What a run directory records about where its numbers came from.
 
-Every training run writes two files into its run directory when it starts:
+Every training run writes two files into its run directory when it starts, once it holds the
+directory's lock (:func:`~torchrl_flowmbpo.trainers.run_guard.guarded_run`: a start the lock
+refuses, because another process runs there, records nothing):
 
 - ``config.yaml``: the resolved configuration (every key, interpolations resolved): the first
   start's until a start finishes, then the last finished start's (a start that is refused,
@@ -161,8 +163,8 @@ def finish_run(
     """Stamps the end time on this process's latest start and writes ``config`` if given (the
     configuration the finished start ran); a no-op without such a start.
 
-    A start made after this one by another process (e.g. one the run's lock refused) keeps its
-    own entry: the stamp goes to this process's entry, found by its pid.
+    Another process's start keeps its own entry: the stamp goes to this process's entry, found
+    by its pid.
     """
     run_dir = Path(run_dir)
     record = _read(run_dir)

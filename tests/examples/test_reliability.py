@@ -9,6 +9,7 @@ bit for bit), 7 batches of 64 frames, the first 2 random.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -128,6 +129,9 @@ def test_a_second_start_is_refused_and_the_first_run_is_unharmed(tmp_path):
     assert f"pid {first.proc.pid} on " in line and "in use by another run" in line
     _finished(first)
     _assert_logs_once(first.run_dir)
+    # The refused start recorded nothing: the lock comes before the provenance.
+    starts = json.loads((first.run_dir / "provenance.json").read_text())["starts"]
+    assert [start["pid"] for start in starts] == [first.proc.pid]
 
 
 def test_sigterm_checkpoints_and_exits_with_a_message(tmp_path):

@@ -1,8 +1,10 @@
 """trainers.run_guard: checkpoints on schedule, a signal checkpoints then stops, skipped updates
-and non-finite weights stop the run naming the last good checkpoint; one line on each stop."""
+and non-finite weights stop the run naming the last good checkpoint; one line on each stop; a
+start the lock refuses records no provenance."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from torchrl_flowmbpo.provenance import CONFIG_FILE, PROVENANCE_FILE
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.run_guard import RunGuard, RunStopped
 from torchrl_flowmbpo.trainers.stopping import StopSignals
@@ -84,7 +87,7 @@ _SCRIPT = """
 import sys, time
 from pathlib import Path
 from torchrl_flowmbpo.trainers.run_guard import RunStopped, guarded_run
-with guarded_run(Path(sys.argv[1]), "train.py") as stop:
+with guarded_run(Path(sys.argv[1]), "train.py", config={"seed": int(sys.argv[3])}) as stop:
     print("running", flush=True)
     if sys.argv[2] == "stop":
         raise RunStopped("Stopped by SIGTERM at iteration 3; checkpoint c.", 143)
@@ -94,12 +97,18 @@ with guarded_run(Path(sys.argv[1]), "train.py") as stop:
 
 def test_a_second_start_is_refused_and_a_stop_is_one_line(tmp_path):
     first = subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT, str(tmp_path), "wait"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _SCRIPT, str(tmp_path), "wait", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert first.stdout.readline().strip() == "running"
+        recorded = {name: (tmp_path / name).read_text() for name in (PROVENANCE_FILE, CONFIG_FILE)}
+        assert [start["pid"] for start in json.loads(recorded[PROVENANCE_FILE])["starts"]] == [
+            first.pid
+        ]
         second = subprocess.run(
-            [sys.executable, "-c", _SCRIPT, str(tmp_path), "wait"],
+            [sys.executable, "-c", _SCRIPT, str(tmp_path), "wait", "2"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -107,12 +116,14 @@ def test_a_second_start_is_refused_and_a_stop_is_one_line(tmp_path):
         assert second.returncode == 75 and second.stdout == ""
         (line,) = second.stderr.strip().splitlines()
         assert line.startswith("train.py: ") and f"pid {first.pid}" in line
+        # The refused start recorded nothing: the lock is taken before the provenance.
+        assert recorded == {name: (tmp_path / name).read_text() for name in recorded}
         assert first.poll() is None
     finally:
         first.kill()
         first.wait()
     stopped = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(tmp_path), "stop"],
+        [sys.executable, "-c", _SCRIPT, str(tmp_path), "stop", "1"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,7 +136,7 @@ def test_an_unwritable_run_directory_is_refused_at_start(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(blocker / "run"), "wait"],
+        [sys.executable, "-c", _SCRIPT, str(blocker / "run"), "wait", "1"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from torchrl_flowmbpo.config.schema import register_configs
 from torchrl_flowmbpo.config.validate import ConfigError, describe_error, validate
-from torchrl_flowmbpo.provenance import finish_run, start_run
+from torchrl_flowmbpo.provenance import finish_run
 
 __all__ = ["check_command_line", "hydra_main"]
 
@@ -64,8 +64,10 @@ def hydra_main(
     Before Hydra starts (so before it makes a run directory), the command line is composed with
     the schema and validated; a bad key, type or value exits with one line
     ``Invalid configuration: <key>=<value> is not allowed; allowed: ...`` and status 1. The
-    task function validates its config again, for sweeps (``-m``) and direct calls, then
-    records the run's provenance (:mod:`torchrl_flowmbpo.provenance`) in its run directory.
+    task function validates its config again, for sweeps (``-m``) and direct calls. Its
+    :func:`~torchrl_flowmbpo.trainers.run_guard.guarded_run` records the start in the run's
+    provenance (:mod:`torchrl_flowmbpo.provenance`) once it holds the run directory's lock; a
+    task that returns has its start stamped finished here.
 
     Args:
         config_name: the primary config, as for ``hydra.main``.
@@ -86,10 +88,9 @@ def hydra_main(
                 validate(cfg)
             except ConfigError as err:
                 sys.exit(f"Invalid configuration: {err}")
-            run_dir = HydraConfig.get().runtime.output_dir
-            start_run(run_dir, cfg)
-            result = task(cfg)
-            finish_run(run_dir, cfg)  # not reached by a refused, failed or interrupted start
+            result = task(cfg)  # its guarded_run records the start once it holds the lock
+            # Not reached by a refused, failed or interrupted start.
+            finish_run(HydraConfig.get().runtime.output_dir, cfg)
             return result
 
         run = hydra.main(version_base="1.3", config_path=config_path, config_name=config_name)(

@@ -1,10 +1,10 @@
 """A training loop's safety net: the run directory's lock, signals, checkpoints on schedule and
 the early stops, each ending the process with one line instead of a traceback.
 
-A script wraps its whole run in :func:`guarded_run` (the lock is taken before anything is built,
-so a second start is refused at once); the loop calls :meth:`RunGuard.after_iteration` at the
-end of each iteration, which checkpoints when the schedule or a signal asks, and stops the run
-when a signal came or updates keep being skipped.
+A script wraps its whole run in :func:`guarded_run` (the lock is taken before anything is built
+or recorded, so a second start is refused at once and leaves no trace); the loop calls
+:meth:`RunGuard.after_iteration` at the end of each iteration, which checkpoints when the
+schedule or a signal asks, and stops the run when a signal came or updates keep being skipped.
 
 Examples:
     >>> import tempfile
@@ -16,10 +16,14 @@ Examples:
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from omegaconf import DictConfig
+
+from torchrl_flowmbpo.provenance import start_run
 from torchrl_flowmbpo.trainers.checkpointing import NonFiniteStateError
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.run_lock import RunLock, RunLockedError
@@ -113,11 +117,21 @@ class RunGuard:
 
 
 @contextmanager
-def guarded_run(run_dir: Path, script: str) -> Iterator[StopSignals]:
+def guarded_run(
+    run_dir: Path, script: str, *, config: DictConfig | Mapping[str, Any] | None = None
+) -> Iterator[StopSignals]:
     """Holds ``run_dir``'s lock and the signal handlers for a run; one line on any stop.
 
     Exits the process with one line on stderr when the directory is in use (status 75), cannot
     be written (status 1) or the run stopped early (:class:`RunStopped`'s status).
+
+    Args:
+        run_dir: the run directory.
+        script: the script's name, which starts each line.
+
+    Keyword Args:
+        config: the run's config: once the lock is held, this start is recorded in the run's
+            provenance (:func:`~torchrl_flowmbpo.provenance.start_run`); None: not recorded.
 
     Yields:
         The installed :class:`StopSignals` (for :class:`RunGuard`).
@@ -131,6 +145,8 @@ def guarded_run(run_dir: Path, script: str) -> Iterator[StopSignals]:
         sys.exit(f"{script}: cannot use the run directory {run_dir}: {err.strerror or err}.")
     stop = StopSignals()
     try:
+        if config is not None:  # after the lock: a refused start leaves the provenance alone
+            start_run(run_dir, config)
         with stop.installed():
             yield stop
     except RunStopped as stopped:
