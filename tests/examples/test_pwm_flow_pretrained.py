@@ -1,6 +1,7 @@
 """examples/pwm_flow.py world_model.pretrained=...: a frozen pretrained world model (and its
-reward normaliser) never changes, a fine-tuned one does, the run's checkpoint records the
-pretrained model's spec, and a model of other dimensions than the task's fails in one line."""
+reward normaliser) never changes and its LR schedule stays put, a fine-tuned one does, the run's
+checkpoint records the pretrained model's spec, and a model of other dimensions than the task's
+fails in one line."""
 
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ def test_frozen_world_model_and_normaliser_do_not_change(extractions, pretrained
     # The actor did train (from a fresh initialisation), through the frozen model.
     assert end["counters"]["iteration"] == 3
     assert end["specs"]["world_model"] == load_checkpoint(pretrained)["specs"]["world_model"]
+
+
+def test_frozen_world_model_keeps_its_lr_schedule_without_a_warning(extractions):
+    # A frozen model's optimiser never steps: stepping its scheduler would make PyTorch warn
+    # ("lr_scheduler.step() before optimizer.step()") and decay an LR nothing uses.
+    assert "lr_scheduler.step()" not in extractions["false"].stderr
+    frozen = load_checkpoint(extractions["false"].run_dir)["schedulers"]
+    assert frozen["world_model"]["last_epoch"] == 0 and frozen["actor"]["last_epoch"] == 3
+    tuned = load_checkpoint(extractions["true"].run_dir)["schedulers"]
+    assert tuned["world_model"]["last_epoch"] == tuned["actor"]["last_epoch"] == 3
 
 
 def test_fine_tuned_world_model_changes(extractions, pretrained):

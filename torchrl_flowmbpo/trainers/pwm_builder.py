@@ -139,6 +139,9 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         init_random_frames=init_frames,
     )
     checkpointer.bind_collector(collector)
+    # A frozen world model's optimiser never steps, so neither does its LR schedule (PyTorch
+    # warns of a scheduler stepped before its optimiser); the checkpoints keep it all the same.
+    stepped = {name: s for name, s in schedulers.items() if finetune or name != "world_model"}
     trainer = PWMTrainer(
         collector,
         replay_buffer,
@@ -151,7 +154,7 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         checkpointer,
         counters=counters,
         history=history,
-        schedulers=schedulers,
+        schedulers=stepped,
         horizon=algo.horizon,
         actor_batch=algo.actor_batch or cfg.env.num_envs,
         wm_batch_slices=algo.wm_batch_slices,
