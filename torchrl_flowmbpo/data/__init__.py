@@ -10,6 +10,7 @@ from torchrl_flowmbpo.data.datasets import (
     make_slice_buffer,
     read_manifest,
 )
+from torchrl_flowmbpo.data.offline import add_offline_data
 from torchrl_flowmbpo.data.replay import (
     POLICY_OUTPUTS,
     TRANSITION_KEYS,
@@ -27,6 +28,7 @@ __all__ = [
     "TRANSITION_KEYS",
     "DatasetError",
     "DatasetRecorder",
+    "add_offline_data",
     "held_out_split",
     "load_dataset",
     "make_collector",
