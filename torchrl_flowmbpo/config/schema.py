@@ -214,6 +214,7 @@ class ReplayBufferConfig:
     """``replay_buffer``: PWM's FIFO replay buffer."""
 
     size: int = checked(at_least(1))
+    offline_data: str | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from torchrl_flowmbpo.data.datasets import (
     make_slice_buffer,
     read_manifest,
 )
+from torchrl_flowmbpo.data.offline import add_offline_data
 from torchrl_flowmbpo.data.replay import (
     POLICY_OUTPUTS,
     TRANSITION_KEYS,
@@ -33,6 +34,7 @@ __all__ = [
     "TRANSITION_KEYS",
     "DatasetError",
     "DatasetRecorder",
+    "add_offline_data",
     "collector_state",
     "held_out_split",
     "load_collector_state",

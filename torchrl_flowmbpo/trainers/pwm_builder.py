@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from torchrl_flowmbpo.data import make_collector, make_slice_replay_buffer
+from torchrl_flowmbpo.data import add_offline_data, make_collector, make_slice_replay_buffer
 from torchrl_flowmbpo.diagnostics.hooks import Instrumentation
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, make_policy
 from torchrl_flowmbpo.trainers.factories import (
@@ -108,6 +108,17 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         replay_buffer=replay_buffer,
     )
     counters, history = checkpointer.counters, checkpointer.history
+    offline = cfg.replay_buffer.offline_data
+    if offline is not None and not checkpointer.restored_buffer:
+        added = add_offline_data(
+            replay_buffer,
+            offline,
+            task=cfg.env.name,
+            obs_dim=obs_dim,
+            action_dim=action_dim,
+            num_envs=cfg.env.num_envs,
+        )
+        notes.append(f"replay buffer: {added:,} offline transitions of {offline}")
     recorder = make_recorder(
         cfg,
         specs["env"],
