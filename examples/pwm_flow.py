@@ -37,7 +37,7 @@ from torchrl_flowmbpo.trainers.reporting import (
     print_summary,
     task_references,
 )
-from torchrl_flowmbpo.trainers.run_guard import RunGuard, guarded_run
+from torchrl_flowmbpo.trainers.run_guard import guarded_run
 from torchrl_flowmbpo.trainers.tasks import task_label
 
 
@@ -80,10 +80,7 @@ def main(cfg: DictConfig) -> None:
                 "nothing to do. Raise collector.total_frames to extend it."
             )
             return
-        guard = RunGuard(trainer.checkpointer, stop)
-        trainer.train(guard)
-        eval_stats = trainer.final_evaluation()
-        path = trainer.save(guard)
+        eval_stats, path = trainer.run(stop)
     curve = plot_learning_curve(
         trainer.history,
         run_dir / "learning_curve.png",

@@ -12,6 +12,7 @@ from torchrl_flowmbpo.trainers.hooks import HookedLoop
 from torchrl_flowmbpo.trainers.logs import RunClock
 from torchrl_flowmbpo.trainers.run_checkpointer import RunCheckpointer
 from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.stopping import StopSignals
 
 __all__ = ["TrainingLoop"]
 
@@ -19,8 +20,8 @@ __all__ = ["TrainingLoop"]
 class TrainingLoop(HookedLoop):
     """A hooked training loop with the run's counters, learning curve, evaluation and logger.
 
-    Subclasses implement ``train(guard)``, set :attr:`clock` when it starts and keep
-    :attr:`eval_stats` at the session's last evaluation.
+    Subclasses implement :meth:`train`, set :attr:`clock` when it starts and keep
+    :attr:`eval_stats` at the session's last evaluation; :meth:`run` runs the whole session.
 
     Args:
         evaluator: the deterministic evaluation.
@@ -46,6 +47,22 @@ class TrainingLoop(HookedLoop):
         self.counters, self.history = counters, history
         self.eval_stats: dict[str, float] = {}
         self.clock: RunClock | None = None
+
+    def train(self, guard: RunGuard) -> None:
+        """Runs the loop (each subclass's), checkpointing and stopping through ``guard``."""
+        raise NotImplementedError
+
+    def run(self, stop: StopSignals) -> tuple[dict[str, float], Path]:
+        """:meth:`train` under a :class:`RunGuard` of ``stop``, then :meth:`final_evaluation`
+        and :meth:`save`; returns the evaluation's statistics and the final checkpoint's path.
+
+        Raises:
+            RunStopped: the run stopped early (a checkpoint was written if it could be).
+        """
+        guard = RunGuard(self.checkpointer, stop)
+        self.train(guard)
+        eval_stats = self.final_evaluation()
+        return eval_stats, self.save(guard)
 
     def log(self, metrics: Mapping[str, float]) -> None:
         """Logs every metric at the run's frame count."""

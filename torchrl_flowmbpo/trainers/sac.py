@@ -298,10 +298,7 @@ def train_sac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     trainer = build_sac_trainer(cfg, run_dir)
     if trainer is None:
         return
-    guard = RunGuard(trainer.checkpointer, stop)
-    trainer.train(guard)
-    eval_stats = trainer.final_evaluation()
-    path = trainer.save(guard)
+    eval_stats, path = trainer.run(stop)
     curve = plot_learning_curve(
         trainer.history,
         run_dir / "learning_curve.png",

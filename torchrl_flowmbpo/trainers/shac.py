@@ -286,9 +286,6 @@ def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
     trainer = build_shac_trainer(cfg, run_dir)
     if trainer is None:
         return
-    guard = RunGuard(trainer.checkpointer, stop)
-    trainer.train(guard)
-    eval_stats = trainer.final_evaluation()  # evaluated after the last iteration: not again
-    path = trainer.save(guard)
+    eval_stats, path = trainer.run(stop)  # evaluated after the last iteration: not again
     curve = plot_learning_curve(trainer.history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)
