@@ -2,14 +2,17 @@
 
     python examples/model_probe.py run/checkpoints/checkpoint-000000000083.torchrl
     python examples/model_probe.py RUN_DIR --envs 64 --horizons 16 64 --seed 7
+    python examples/model_probe.py EXTRACTION_RUN --sac SAC_RUN   # adds the SAC policy
 
 From the task's own start states (``envs`` fresh resets), each reference behaviour acts in the
 real task; its actions are replayed open loop in the world model from the encoded first
 observation, and the sums of raw rewards over the first ``h`` steps are compared. Behaviours:
 ``zero`` (a = 0), ``random`` (uniform in [-1, 1]), ``policy`` (the checkpoint's deterministic
-actor, closed loop on real observations) and the task's scripted reference controllers
+actor, closed loop on real observations), the task's scripted reference controllers
 (``torchrl_flowmbpo.diagnostics.controllers``: the cartpole's PD balancer ``pd``, the Ant's
-open-loop ``trot``). A model whose ranking of these differs from the simulator's misleads the
+open-loop ``trot``) and, with ``--sac RUN``, a SAC run's deterministic actor ``sac`` (e.g. the
+policy that recorded a pretraining dataset: does the model rate its gait as the simulator
+does?). A model whose ranking of these differs from the simulator's misleads the
 actor however well it fits the replay data on average (e.g. a scalar reward head that rated a
 falling policy above the PD balancer).
 
@@ -24,12 +27,15 @@ import sys
 from pathlib import Path
 
 import torch
+from tensordict import TensorDict
+from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_flowmbpo.diagnostics import reference_probe
+from torchrl_flowmbpo.diagnostics.behaviours import Behaviour, reference_probe
 from torchrl_flowmbpo.trainers import CheckpointError, load_policy
 from torchrl_flowmbpo.trainers.checkpoint import load_run_checkpoint
 from torchrl_flowmbpo.trainers.evaluation_csv import REQUIRED
 from torchrl_flowmbpo.trainers.factories import make_task_env, reward_units
+from torchrl_flowmbpo.trainers.sac_factories import make_actor
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,13 +49,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--horizons", type=int, nargs="+", default=[16, 64], help="(16 64)")
     parser.add_argument("--seed", type=int, default=7, help="env and behaviour seed (7)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--sac", type=Path, default=None, help="a SAC checkpoint or run dir: adds behaviour sac"
+    )
     args = parser.parse_args(argv)
     if args.envs < 2 or min(args.horizons) < 1:
         parser.error(f"need --envs >= 2 and --horizons >= 1, got {args.envs}, {args.horizons}")
     return args
 
 
-def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
+def sac_behaviour(path: Path, env) -> Behaviour:
+    """The deterministic actor of a SAC checkpoint, acting on real observations.
+
+    Raises:
+        CheckpointError: for a checkpoint that is not a SAC run's, or of another task.
+    """
+    _, state = load_run_checkpoint(path, ("modules", "specs"))
+    if "sac" not in state["specs"]:
+        raise CheckpointError(f"--sac {path} is not a SAC run (its checkpoint has no SAC spec).")
+    action_spec = env.action_spec_unbatched
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    actor = make_actor(obs_dim, action_spec, hidden_sizes=state["specs"]["sac"]["hidden_sizes"])
+    try:
+        actor.load_state_dict(state["modules"]["actor"])
+    except RuntimeError as err:
+        raise CheckpointError(f"--sac {path} does not fit this task: {err}") from None
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return actor(TensorDict(observation=obs, batch_size=obs.shape[:1])).get("action")
+
+    return act
+
+
+def probe(
+    state, env, policy, horizons: list[int], seed: int, extra: dict[str, Behaviour] | None = None
+) -> list[dict]:
     """One row per (behaviour, horizon): mean real and model sums and their correlation."""
     world_model = policy[0].module  # load_policy's first module is encoder_operator(world_model)
     scale, loc = reward_units(state)
@@ -63,6 +98,7 @@ def probe(state, env, policy, horizons: list[int], seed: int) -> list[dict]:
         seed=seed,
         reward_scale=scale,
         reward_loc=loc,
+        extra=extra,
     )
     return result["rows"]
 
@@ -81,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         policy = load_policy(state, env, args.device)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         sys.exit(f"model_probe.py: error: {path} cannot be rebuilt: {type(err).__name__}: {err}")
-    rows = probe(state, env, policy, sorted(set(args.horizons)), args.seed)
+    try:
+        extra = {} if args.sac is None else {"sac": sac_behaviour(args.sac, env)}
+    except CheckpointError as err:
+        sys.exit(f"model_probe.py: error: {err}")
+    rows = probe(state, env, policy, sorted(set(args.horizons)), args.seed, extra)
     print(
         f"Model probe of {state['variant']} on {state['specs']['env']['name']} "
         f"({state['counters']['frames']} frames): sums of raw rewards from {args.envs} start "

@@ -201,8 +201,10 @@ def reference_probe(
     seed: int,
     reward_scale: float = 1.0,
     reward_loc: float = 0.0,
+    extra: Mapping[str, Behaviour] | None = None,
 ) -> dict[str, Any]:
-    """:func:`behaviour_probe` of :func:`reference_behaviours`, random actions seeded by ``seed``.
+    """:func:`behaviour_probe` of :func:`reference_behaviours` (and ``extra`` behaviours, e.g.
+    another run's policy), random actions seeded by ``seed``.
 
     Every call with the same ``seed`` replays the same start states and the same random actions,
     so the fixed behaviours' real sums are comparable across a run's evaluations.
@@ -212,7 +214,7 @@ def reference_probe(
     return behaviour_probe(
         world_model,
         env,
-        behaviours,
+        {**behaviours, **(extra or {})},
         horizons=horizons,
         seed=seed,
         reward_scale=reward_scale,
