@@ -5,15 +5,18 @@ CPU, no colour codes when redirected, no warning our code causes, one line on Ct
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from omegaconf import OmegaConf
 
 from torchrl_flowmbpo.trainers import format_return, logs
 from torchrl_flowmbpo.trainers import reporting as reporting_module
+from torchrl_flowmbpo.trainers.factories import count_iterations, lr_decay_steps
 from torchrl_flowmbpo.trainers.tasks import task_label
 
 
@@ -162,6 +165,9 @@ def test_training_run_says_what_ran_in_its_log_and_folders(balance_run):
 
 def test_training_run_is_quiet(balance_run):
     assert "\x1b[" not in balance_run.stdout  # redirected: no colour codes
+    # nor the cursor moves of a second progress bar (the world-model warm-up's)
+    assert "\x1b[" not in balance_run.stderr
+    assert "world-model warm-up" in balance_run.stderr  # its progress is still shown
     stderr = balance_run.stderr.lower()
     assert "warning" not in stderr, balance_run.stderr[-3000:]  # CUDA, batch sizes, targets
 
@@ -178,3 +184,12 @@ def test_learning_report_reads_the_configured_task_from_log_folders(load_script,
     script = Path(__file__).resolve().parents[2] / "studies" / "learning_report.py"
     match = load_script(script, "learning_report").LOG_NAME.match(folder)
     assert (match["variant"], match["task"], match["seed"]) == parts
+
+
+def test_count_iterations_is_what_the_run_performs(balance_run):
+    # 8 batches of 64 frames; the 2nd fills the 128 random frames and trains: 7 iterations.
+    cfg = OmegaConf.load(balance_run.run_dir / "config.yaml")
+    checkpoint = next(s for s in balance_run.stdout.splitlines() if s.startswith("Checkpoint: "))
+    iterations = int(re.search(r"checkpoint-(\d+)\.torchrl", checkpoint)[1])
+    assert count_iterations(cfg) == iterations == 7
+    assert lr_decay_steps(cfg) == 6  # the last iteration runs at final_lr

@@ -26,6 +26,7 @@ __all__ = [
     "REWARD_NORM_KEY",
     "count_iterations",
     "load_pretrained",
+    "lr_decay_steps",
     "make_losses",
     "make_models",
     "make_optimizers",
@@ -274,8 +275,31 @@ def make_termination_balance(cfg: DictConfig, device: str) -> TerminationBalance
     return TerminationBalance().to(device)
 
 
-def count_iterations(cfg: DictConfig) -> int:
-    """Training iterations after the random frames (the LR-decay horizon)."""
+def count_iterations(cfg: DictConfig, buffered_frames: int = 0) -> int:
+    """The training iterations of a fresh run: one per collected batch, from the batch after
+    which the replay buffer holds ``collector.init_random_frames`` frames to the last (the
+    default run: 90 batches of 512 frames, the 8th fills the 4,096 random frames, 83
+    iterations). ``buffered_frames``: frames already in the buffer (offline data).
+
+    Examples:
+        >>> from omegaconf import OmegaConf
+        >>> cfg = OmegaConf.create({"env": {"num_envs": 32}, "algo": {"horizon": 16},
+        ...     "collector": {"total_frames": 46_080, "init_random_frames": 4096}})
+        >>> count_iterations(cfg), lr_decay_steps(cfg)
+        (83, 82)
+    """
+    frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
+    batches = math.ceil(cfg.collector.total_frames / frames_per_batch)
+    waiting = cfg.collector.init_random_frames - buffered_frames
+    first = max(math.ceil(waiting / frames_per_batch), 1)  # the first batch that trains
+    return max(batches - first + 1, 0)
+
+
+def lr_decay_steps(cfg: DictConfig) -> int:
+    """The LR-decay horizon: ``ceil((total_frames - init_random_frames) / frames_per_batch)``
+    scheduler steps to ``final_lr``. With ``init_random_frames`` a whole number of batches (the
+    default) this is :func:`count_iterations` minus one, so the last iteration runs at
+    ``final_lr``; otherwise it equals the iterations. Kept as the committed runs used it."""
     frames_per_batch = cfg.env.num_envs * cfg.algo.horizon
     learn_frames = max(cfg.collector.total_frames - cfg.collector.init_random_frames, 0)
     return math.ceil(learn_frames / frames_per_batch)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,9 +154,17 @@ class PWMTrainer(TrainingLoop):
             self.history["train/return"].append([self.counters["frames"], metrics["train/return"]])
         return metrics
 
-    def _warm_up(self) -> None:
-        for _ in tqdm(range(self.wm_warmup_steps), desc="world-model warm-up", leave=False):
+    def _warm_up(self, progress: tqdm | None = None) -> None:
+        # Its own bar under the frames bar on a terminal; on the frames bar's line when stderr
+        # is redirected, where a second line would write cursor-up codes into the log.
+        position = None if sys.stderr.isatty() else 0
+        bar = tqdm(
+            range(self.wm_warmup_steps), desc="world-model warm-up", leave=False, position=position
+        )
+        for _ in bar:
             self.world_model_step()
+        if progress is not None:
+            progress.refresh()  # back on its line
         self.call_hooks("warm_up")
         self.counters["wm_warmed_up"] = True
 
@@ -214,7 +223,7 @@ class PWMTrainer(TrainingLoop):
             if self.buffer_frames < self.init_random_frames:
                 continue
             if not counters["wm_warmed_up"]:
-                self._warm_up()
+                self._warm_up(progress)
             self._optimize(metrics)
             metrics["time/elapsed_s"] = clock.tick()
             metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()

@@ -12,8 +12,8 @@ from torchrl_flowmbpo.data import add_offline_data, make_collector, make_slice_r
 from torchrl_flowmbpo.diagnostics.hooks import Instrumentation
 from torchrl_flowmbpo.trainers.evaluation import Evaluator, make_policy
 from torchrl_flowmbpo.trainers.factories import (
-    count_iterations,
     load_pretrained,
+    lr_decay_steps,
     make_losses,
     make_models,
     make_optimizers,
@@ -69,7 +69,7 @@ def build_pwm_trainer(cfg: DictConfig, run_dir: Path) -> tuple[PWMTrainer, list[
         cfg.replay_buffer.size, algo.horizon, transform=reward_norm, device=cfg.device
     )
     termination_balance = make_termination_balance(cfg, cfg.device)
-    optimizers, schedulers = make_optimizers(cfg, world_model, actor, critic, count_iterations(cfg))
+    optimizers, schedulers = make_optimizers(cfg, world_model, actor, critic, lr_decay_steps(cfg))
     updater = PWMUpdater(
         wm_loss,
         actor_loss,
