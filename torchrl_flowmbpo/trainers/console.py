@@ -26,19 +26,23 @@ def init_warp_quietly(device: str) -> None:
     """Initialises Warp without its "Could not find or load the NVIDIA CUDA driver" line on a CPU
     run, where no CUDA is wanted. Warp's native library prints it to file descriptor 2 while it
     initialises, so stderr is pointed at /dev/null for that call only; a failure still raises.
-    On a CUDA run nothing is hidden."""
+    Warp's start-up banner ("CUDA driver not available", the devices) is left out too; its
+    kernel-build messages, the progress of a first run, are not. On a CUDA run nothing is
+    hidden."""
     import warp as wp
 
     if not str(device).startswith("cpu"):
         wp.init()
         return
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, level = os.dup(2), wp.config.log_level
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
+            wp.config.log_level = max(level, wp.LOG_WARNING)  # the banner is info
             wp.init()
     finally:
+        wp.config.log_level = level
         os.dup2(saved, 2)
         os.close(saved)
 
