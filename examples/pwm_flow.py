@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from torchrl_flowmbpo.config import hydra_main
-from torchrl_flowmbpo.trainers import build_pwm_trainer, train_shac
+from torchrl_flowmbpo.trainers import build_pwm_trainer
 from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
 from torchrl_flowmbpo.trainers.console import (
     init_warp_quietly,
@@ -38,6 +38,7 @@ from torchrl_flowmbpo.trainers.reporting import (
     task_references,
 )
 from torchrl_flowmbpo.trainers.run_guard import guarded_run
+from torchrl_flowmbpo.trainers.shac import build_shac_trainer, run_shac
 from torchrl_flowmbpo.trainers.tasks import task_label
 
 
@@ -62,15 +63,20 @@ def main(cfg: DictConfig) -> None:
 
     shac = cfg.algo.name == "shac"  # experiment=shac: no world model, the simulator's gradients
     with guarded_run(run_dir, "pwm_flow.py", config=cfg) as stop:  # one process per run directory
-        if shac:
-            log_start()
-            return train_shac(cfg, run_dir, stop)
         try:
-            trainer, notes = build_pwm_trainer(cfg, run_dir)
+            if shac:  # None for a finished run (it says so)
+                shac_trainer = build_shac_trainer(cfg, run_dir)
+            else:
+                trainer, notes = build_pwm_trainer(cfg, run_dir)
         except (ValueError, TypeError) as err:
             sys.exit(f"Invalid configuration: {err}")
         except LegacyCheckpointError as err:
             sys.exit(f"pwm_flow.py: {err}")
+        if shac:
+            log_start()
+            if shac_trainer is not None:
+                run_shac(shac_trainer, cfg, run_dir, stop)
+            return
         for note in notes:
             print(note)
         log_start(*notes)

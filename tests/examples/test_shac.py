@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import pytest
 import torch
@@ -58,6 +59,27 @@ def test_shac_rerun_resumes_and_extends(scripts, shac_run):
     assert "Resumed from" in longer.stdout and "(iteration 6)" in longer.stdout
     state = load_checkpoint(longer.run_dir)
     assert state["counters"]["iteration"] == 8 and state["counters"]["frames"] == 256
+
+
+def test_resume_with_another_config_is_refused_in_one_line(scripts, shac_run, tmp_path):
+    run_dir = tmp_path / "run"  # a copy: the other tests see the run unchanged
+    shutil.copytree(shac_run.run_dir, run_dir)
+
+    def run_files() -> dict:
+        # Hydra rewrites .hydra/ at every start; the lock and provenance.json record each one.
+        starts = (".run.lock", "provenance.json")
+        paths = (p for p in run_dir.rglob("*") if p.is_file() and ".hydra" not in p.parts)
+        return {p: p.stat().st_mtime_ns for p in paths if p.name not in starts}
+
+    before = run_files()
+    refused = scripts.start_training(
+        SHAC.replace("seed=1", "seed=2"), run_dir=run_dir, tiny=False
+    ).result()
+    assert refused.returncode != 0
+    line = refused.stderr.strip().splitlines()[-1]
+    assert line.startswith("Invalid configuration: ") and "seed: 1 there, 2 now" in line
+    assert "Traceback" not in refused.stderr
+    assert run_files() == before  # checkpoints, logs and the run log as they were
 
 
 def test_task_without_a_differentiable_simulator_is_refused(scripts):

@@ -256,3 +256,19 @@ def test_a_bound_collector_resumes_its_episodes_in_progress(tmp_path):
     assert (expected["step_count"][:, 0] > 0).all()  # the batch starts mid-episode
     for key, value in expected.items(True, True):
         assert torch.equal(resumed[key], value), key
+
+
+def test_a_bound_loop_state_is_saved_and_put_back_on_resume(tmp_path):
+    first, _, _ = _checkpointer(tmp_path)
+    carried = {"start": torch.arange(3.0)}
+    assert not first.bind_state("rollout", lambda: dict(carried), pytest.fail)  # a new run
+    first.counters["iteration"] = 2
+    first.save()
+    carried["start"] = carried["start"] + 1  # after the checkpoint: not what a resume sees
+
+    second, _, _ = _checkpointer(tmp_path)
+    second.resume()
+    loaded = []
+    assert second.bind_state("rollout", dict, loaded.append)
+    assert torch.equal(loaded[0]["start"], torch.arange(3.0))
+    assert not second.bind_state("other", dict, pytest.fail)  # not in that checkpoint

@@ -17,6 +17,8 @@ uninterrupted (same device, tests/examples/test_exact_resume.py). What it cannot
 above the limit (it is not saved, nor is the collector's state: the resumed run restarts the
 episodes from a reset, refills the buffer with ``init_random_frames`` of its budget and trains on
 fresher data); a checkpoint of an earlier version restarts the episodes from a reset too.
+A loop whose data is not a collector's (SHAC's rollouts through the differentiable simulator)
+saves the state it carries from one iteration to the next with :meth:`RunCheckpointer.bind_state`.
 """
 
 from __future__ import annotations
@@ -137,6 +139,8 @@ class RunCheckpointer:
         self._rng_state: Mapping[str, Any] | None = None
         self._collector_state: Mapping[str, Any] | None = None
         self.collector: Any = None
+        self._loop_captures: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        self._loop_states: Mapping[str, Any] = {}
         self._buffer_note_shown = False
 
     def _run_state(self) -> dict[str, Any]:
@@ -203,6 +207,8 @@ class RunCheckpointer:
             collector = self._collector_snapshot()
             if collector is not None:
                 states["collector"] = collector
+        if self._loop_captures:
+            states["loop"] = {name: capture() for name, capture in self._loop_captures.items()}
         metadata = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "counters": dict(self.counters),
@@ -258,6 +264,7 @@ class RunCheckpointer:
         if self.replay_buffer is not None and "replay_buffer" in states:
             load_compact_state(self.replay_buffer, states["replay_buffer"])
             self._collector_state = states.get("collector")
+        self._loop_states = states.get("loop", {})
         self._rng_state = states.get("rng")
         self.finished = bool(manifest["metadata"].get("finished", False))
         self.last_path = path
@@ -315,6 +322,33 @@ class RunCheckpointer:
         if self.collector is not None:
             self._collector_state = self._collector_snapshot()
             self.collector = None
+
+    def bind_state(
+        self,
+        name: str,
+        capture: Callable[[], Mapping[str, Any]],
+        load: Callable[[Mapping[str, Any]], None],
+    ) -> bool:
+        """Registers a state the loop carries between iterations besides its modules (e.g. the
+        episodes in progress of a loop without a collector): every checkpoint saves
+        ``capture()`` as ``name``, and the one resumed from, if it holds ``name``, is put back
+        now through ``load``.
+
+        Args:
+            name: the state's name in the checkpoints.
+            capture: returns the state (tensors, TensorDicts and numbers only: checkpoints are
+                read weights-only), called at each save.
+            load: puts a captured state back (TensorDicts come back as nested dicts).
+
+        Returns:
+            Whether a saved state was loaded (False for a new run, or a checkpoint of an
+            earlier version or saved without it).
+        """
+        self._loop_captures[name] = capture
+        if name not in self._loop_states:
+            return False
+        load(self._loop_states[name])
+        return True
 
     def restore_rng(self) -> None:
         """Puts back the RNG states of the checkpoint resumed from (nothing for a new run)."""

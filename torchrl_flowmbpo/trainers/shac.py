@@ -10,7 +10,8 @@ for H steps in the task's differentiable simulator from where the previous itera
 (:class:`~torchrl_flowmbpo.objectives.SHACActorLoss`), then the critic steps of PWM on that
 rollout (:class:`~torchrl_flowmbpo.objectives.PWMValueLoss`, TD(λ) cut at episode ends) with
 the same updater. Evaluation runs the ordinary (MuJoCo) task. A rerun in the same run directory
-resumes from the latest checkpoint (the episodes restart from a reset).
+resumes from the latest checkpoint, the episodes in progress included: a resumed run ends
+bit-identical to the same run uninterrupted (same device).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict, TensorDictBase
 from tqdm import tqdm
 
 from torchrl_flowmbpo.modules.builders import build_actor, build_critic
@@ -40,6 +42,7 @@ __all__ = [
     "SHACTrainer",
     "build_shac_trainer",
     "make_shac_losses",
+    "run_shac",
     "shac_iterations",
     "shac_model_specs",
     "train_shac",
@@ -100,8 +103,13 @@ class SHACTrainer(TrainingLoop):
     after an evaluation, ``post_steps_log(metrics)`` before logging and ``shutdown()`` when the
     loop ends; a returned dict joins the metrics.
 
+    The rollouts go on from one iteration to the next: the root TensorDict the next one starts
+    from (:attr:`start`, which carries the simulator's state, the done flags and the
+    transforms' trackers) and the env's episode step counters are saved with each checkpoint
+    (:meth:`RunCheckpointer.bind_state`), so a resume continues the episodes in progress.
+
     Args:
-        env: the differentiable training env.
+        env: the differentiable training env (a task env in transforms).
         updater: the actor and critic steps.
         actor_loss: SHAC's actor loss (it holds where the next rollout starts).
         evaluator: the deterministic evaluation (on the ordinary task).
@@ -140,6 +148,23 @@ class SHACTrainer(TrainingLoop):
         self.schedulers, self.obs_norm = schedulers, obs_norm
         self.iterations, self.eval_interval = iterations, eval_interval
         self.frames_per_iteration = frames_per_iteration
+        #: Where the next rollout starts (None: from a reset, when :meth:`train` starts).
+        self.start: TensorDictBase | None = None
+        checkpointer.bind_state("rollout", self._rollout_state, self._load_rollout_state)
+
+    def _rollout_state(self) -> dict[str, Any]:
+        return {
+            "start": self.start.detach().clone(),
+            # The task env counts the steps of each episode itself (its truncation clock); the
+            # start's step_count is the StepCounter transform's, not that one.
+            "step_count": self.env.base_env._step_count.clone(),
+        }
+
+    def _load_rollout_state(self, state: Mapping[str, Any]) -> None:
+        env = self.env
+        # A copy on the env's device: a checkpoint's tensors are read-only memory maps on the CPU.
+        self.start = TensorDict(state["start"], batch_size=env.batch_size).to(env.device).clone()
+        env.base_env._step_count.copy_(state["step_count"])
 
     def _evaluate(self, metrics: dict[str, float]) -> None:
         self.eval_stats = self.evaluate()
@@ -164,12 +189,13 @@ class SHACTrainer(TrainingLoop):
         self.clock = clock = RunClock(counters)
         self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
         guard.skips.observe(sum(updater.skipped_steps.values()))
-        start = self.env.reset()  # the episodes in progress at the checkpoint are not saved
+        if self.start is None:  # a new run (or a checkpoint saved without its rollout state)
+            self.start = self.env.reset()
         frames_per_iteration = self.frames_per_iteration
         progress = tqdm(total=self.iterations * frames_per_iteration, initial=counters["frames"])
         for _ in range(counters["iteration"], self.iterations):
-            metrics, trajectory = updater.actor_critic_step(start, return_trajectory=True)
-            start = self.actor_loss.next_start
+            metrics, trajectory = updater.actor_critic_step(self.start, return_trajectory=True)
+            self.start = self.actor_loss.next_start
             self.call_hooks("batch_process", trajectory)
             if self.obs_norm is not None:
                 self.obs_norm.update(trajectory[STATE_KEY])
@@ -284,8 +310,23 @@ def train_shac(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
             :func:`~torchrl_flowmbpo.config.validate`, run before).
     """
     trainer = build_shac_trainer(cfg, run_dir)
-    if trainer is None:
-        return
+    if trainer is not None:
+        run_shac(trainer, cfg, run_dir, stop)
+
+
+def run_shac(trainer: SHACTrainer, cfg: DictConfig, run_dir: Path, stop: StopSignals) -> None:
+    """Trains a built :class:`SHACTrainer` to the end of its run, then its closing evaluation,
+    final checkpoint, learning curve and summary (:func:`train_shac` after the build).
+
+    Args:
+        trainer: what :func:`build_shac_trainer` returned for ``cfg`` and ``run_dir``.
+        cfg: the run's config.
+        run_dir: the run directory (held by the caller's :func:`guarded_run`).
+        stop: the signals installed for the run.
+
+    Raises:
+        RunStopped: a signal or repeated skipped updates stopped the run (after a checkpoint).
+    """
     eval_stats, path = trainer.run(stop)  # evaluated after the last iteration: not again
     curve = plot_learning_curve(trainer.history, run_dir / "learning_curve.png", title=cfg.variant)
     print_summary(eval_stats, path, curve)
