@@ -213,35 +213,37 @@ class PWMTrainer(TrainingLoop):
         self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
         guard.skips.observe(sum(self.updater.skipped_steps.values()))
         last_return = float("nan")
-        for data in self.collector:
-            frames = data.numel()
-            counters["frames"] += frames
-            self.buffer_frames += frames
-            self.call_hooks("batch_process", data)
-            metrics = self._observe(data)
-            progress.update(frames)
-            if self.buffer_frames < self.init_random_frames:
-                continue
-            if not counters["wm_warmed_up"]:
-                self._warm_up(progress)
-            self._optimize(metrics)
-            metrics["time/elapsed_s"] = clock.tick()
-            metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
-            self.call_hooks("post_optim", metrics, data, merge_into=metrics)
-            if self.eval_interval and counters["iteration"] % self.eval_interval == 0:
-                self._evaluate(metrics)
-            self.call_hooks("post_steps_log", metrics, merge_into=metrics)
-            self.log(metrics)
-            last_return = metrics.get("train/return", last_return)
-            progress.set_postfix(
-                ret=f"{last_return:.1f}",
-                wm=f"{metrics['loss/world_model']:.3f}",
-                actor=f"{metrics['loss/actor']:.3f}",
-                value=f"{metrics['loss/value']:.3f}",
-            )
-            clock.tick()  # the evaluation above included: a resume never steps back
-            guard.after_iteration(skipped_total=sum(self.updater.skipped_steps.values()))
-        progress.close()
+        try:  # the bar closes on a stop too: the stop's line then starts a line of its own
+            for data in self.collector:
+                frames = data.numel()
+                counters["frames"] += frames
+                self.buffer_frames += frames
+                self.call_hooks("batch_process", data)
+                metrics = self._observe(data)
+                progress.update(frames)
+                if self.buffer_frames < self.init_random_frames:
+                    continue
+                if not counters["wm_warmed_up"]:
+                    self._warm_up(progress)
+                self._optimize(metrics)
+                metrics["time/elapsed_s"] = clock.tick()
+                metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
+                self.call_hooks("post_optim", metrics, data, merge_into=metrics)
+                if self.eval_interval and counters["iteration"] % self.eval_interval == 0:
+                    self._evaluate(metrics)
+                self.call_hooks("post_steps_log", metrics, merge_into=metrics)
+                self.log(metrics)
+                last_return = metrics.get("train/return", last_return)
+                progress.set_postfix(
+                    ret=f"{last_return:.1f}",
+                    wm=f"{metrics['loss/world_model']:.3f}",
+                    actor=f"{metrics['loss/actor']:.3f}",
+                    value=f"{metrics['loss/value']:.3f}",
+                )
+                clock.tick()  # the evaluation above included: a resume never steps back
+                guard.after_iteration(skipped_total=sum(self.updater.skipped_steps.values()))
+        finally:
+            progress.close()
         self.checkpointer.unbind_collector()  # its state outlives it in later checkpoints
         self.collector.shutdown()
         self.call_hooks("shutdown")

@@ -12,12 +12,19 @@ iterations in a row that skipped an update and stops the run after ``limit`` of 
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
 __all__ = ["SkipLimit", "StopSignals", "TooManySkippedUpdatesError"]
+
+#: The line on stderr when the first signal comes.
+ACKNOWLEDGEMENT = (
+    "stopping after the iteration in progress, with a checkpoint (a second Ctrl-C stops at once; "
+    "the run then resumes from its last checkpoint)"
+)
 
 
 class TooManySkippedUpdatesError(RuntimeError):
@@ -46,6 +53,9 @@ class StopSignals:
         if self.requested is not None:  # a second signal: stop now
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
+        # Said at once (the iteration may take a minute); os.write, not print: the signal may
+        # have come in the middle of a write to sys.stderr (a progress bar's).
+        os.write(2, f"\n{self.requested}: {ACKNOWLEDGEMENT}\n".encode())
 
     @property
     def exit_status(self) -> int:
