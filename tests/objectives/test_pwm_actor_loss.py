@@ -327,7 +327,10 @@ def test_bootstrap_params_from_target_critic(models, param_grads):
     value_loss = PWMValueLoss(critic, target_critic=True)
     target = value_loss.target_critic_network_params
     loss = PWMActorLoss(actor, critic, wm, horizon=models.horizon, bootstrap_params=target)
-    plain = PWMActorLoss(actor, critic, wm, horizon=models.horizon, ret_rms=False)
+    online = value_loss.critic_network_params  # the online critic, said explicitly
+    plain = PWMActorLoss(
+        actor, critic, wm, horizon=models.horizon, ret_rms=False, bootstrap_params=online
+    )
     loss.ret_rms = None  # compare raw losses
     starts = models.starts()
 

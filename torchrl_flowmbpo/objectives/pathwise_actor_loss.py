@@ -24,6 +24,7 @@ from torchrl.objectives import LossModule
 
 from torchrl_flowmbpo.modules.actors import TanhNormalActionDistribution
 from torchrl_flowmbpo.objectives.common import module_device
+from torchrl_flowmbpo.objectives.pwm_value_loss import TARGET_CRITIC_MARK
 from torchrl_flowmbpo.transforms.running_stats import RunningMeanStd
 
 __all__ = ["PathwiseActorLoss", "Rollout"]
@@ -261,6 +262,15 @@ class PathwiseActorLoss(LossModule):
         """``min_k V_k(s)`` with the (held-out) critic or the bootstrap parameters."""
         td = TensorDict({self.state_key: states}, batch_size=states.shape[:-1])
         if self.bootstrap_params is None:
+            if self.__dict__.get("value_loss") is None and self.critic_network.__dict__.get(
+                TARGET_CRITIC_MARK, False
+            ):
+                raise ValueError(
+                    "The critic has a target copy (PWMValueLoss(..., target_critic=True)) but "
+                    f"{type(self).__name__} bootstraps from the online critic: build it with "
+                    "value_loss=value_loss (or bootstrap_params="
+                    "value_loss.target_critic_network_params)."
+                )
             return self.critic_network(td).get(self.tensor_keys.value)
         with self.bootstrap_params.to_module(self.critic_network, preserve_module_state=False):
             return self.critic_network(td).get(self.tensor_keys.value)

@@ -17,6 +17,8 @@ from torchrl_flowmbpo.objectives.common import check_finite
 __all__ = ["CRITIC_TARGETS", "PWMValueLoss"]
 
 CRITIC_TARGETS = ("td_lambda", "one_step")
+#: Set on a critic whose value loss keeps a target copy (``target_critic=True``).
+TARGET_CRITIC_MARK = "_pwm_has_target_critic"
 
 
 class PWMValueLoss(LossModule):
@@ -126,6 +128,10 @@ class PWMValueLoss(LossModule):
             self.critic_network_params = self.target_critic_network_params = None
         self.gamma, self.lmbda = gamma, lmbda
         self.critic_target, self.target_critic = critic_target, target_critic
+        if target_critic:
+            # Read by the actor losses: one that bootstraps from this critic without being
+            # told of its target copy (value_loss= or bootstrap_params=) refuses to run.
+            critic_network.__dict__[TARGET_CRITIC_MARK] = True
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """Targets are built by :meth:`compute_value_targets`; no estimator keys to forward."""
