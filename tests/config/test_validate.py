@@ -92,7 +92,7 @@ BAD_VALUES = [
         "config",
         ["experiment=shac", "collector.total_frames=100"],
         "collector.total_frames=100 is not allowed; allowed: at least one SHAC window: "
-        "env.num_envs x algo.horizon = 256.",
+        "env.num_envs x algo.horizon = 128.",
     ),
     ("config", ["env.num_envs=0"], "env.num_envs=0 is not allowed; allowed: an integer >= 1."),
     ("config", ["env.num_envs=-1"], "env.num_envs=-1 is not allowed; allowed: an integer >= 1."),
