@@ -48,4 +48,4 @@ def test_slurm_sweep_resolves_its_job_parameters() -> None:
 def test_without_a_sweep_bundle_the_default_launcher_is_kept() -> None:
     cfg = _compose()
     assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
-    assert cfg.threads == 2
+    assert cfg.threads == 1  # the default: one thread per run
