@@ -1,9 +1,10 @@
 """The default configuration learns: a bounded training run of ``examples/pwm_flow.py``.
 
 ``slow`` (excluded from CI; run with ``pytest -m slow tests/examples/test_learning.py``): the
-README's main command exactly (cartpole balance, 46,080 frames, 32 envs, seed 0), about 5-6
-minutes on a free 2-core CPU. References on this task, per 240-step episode: uniform random
-actions −1,175, zero action −397, a hand-tuned PD balancer −1.4 (docs/data/task_references.csv).
+README's main command exactly (cartpole balance, 46,080 frames, 32 envs, seed 0), about 7
+minutes on a 2-core CPU (passed in 7:03 beside a second run). References on this task, per
+240-step episode: uniform random actions −1,175, zero action −397, a hand-tuned PD balancer
+−1.4 (docs/data/task_references.csv).
 """
 
 from __future__ import annotations
