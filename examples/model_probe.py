@@ -27,10 +27,12 @@ import sys
 from pathlib import Path
 
 import torch
-from tensordict import TensorDict
-from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from torchrl_flowmbpo.diagnostics.behaviours import Behaviour, reference_probe
+from torchrl_flowmbpo.diagnostics.behaviours import (
+    Behaviour,
+    deterministic_behaviour,
+    reference_probe,
+)
 from torchrl_flowmbpo.trainers import CheckpointError, load_policy
 from torchrl_flowmbpo.trainers.checkpoint import load_run_checkpoint
 from torchrl_flowmbpo.trainers.evaluation_csv import REQUIRED
@@ -74,12 +76,7 @@ def sac_behaviour(path: Path, env) -> Behaviour:
         actor.load_state_dict(state["modules"]["actor"])
     except RuntimeError as err:
         raise CheckpointError(f"--sac {path} does not fit this task: {err}") from None
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
-            return actor(TensorDict(observation=obs, batch_size=obs.shape[:1])).get("action")
-
-    return act
+    return deterministic_behaviour(actor)
 
 
 def probe(

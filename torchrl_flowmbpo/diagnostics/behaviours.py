@@ -25,6 +25,7 @@ from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
 __all__ = [
     "Behaviour",
     "behaviour_probe",
+    "deterministic_behaviour",
     "model_replay_rewards",
     "rank_agreement",
     "real_rollout",
@@ -106,6 +107,16 @@ def rank_agreement(real: Sequence[float], model: Sequence[float]) -> float:
     return score / len(pairs)
 
 
+def deterministic_behaviour(policy: TensorDictModuleBase) -> Behaviour:
+    """``policy``'s deterministic action for a batch of real observations (no gradient)."""
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):
+            return policy(TensorDict(observation=obs, batch_size=obs.shape[:1])).get("action")
+
+    return act
+
+
 def reference_behaviours(
     policy: TensorDictModuleBase,
     task: str,
@@ -119,10 +130,6 @@ def reference_behaviours(
     Controllers keep a clock: build fresh behaviours for every probe.
     """
 
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        with set_exploration_type(ExplorationType.DETERMINISTIC):
-            return policy(TensorDict(observation=obs, batch_size=obs.shape[:1])).get("action")
-
     def uniform(obs: torch.Tensor) -> torch.Tensor:
         shape = (*obs.shape[:1], action_dim)
         return 2 * torch.rand(shape, generator=generator, device=obs.device) - 1
@@ -130,7 +137,7 @@ def reference_behaviours(
     behaviours: dict[str, Behaviour] = {
         "zero": lambda obs: torch.zeros(*obs.shape[:1], action_dim, device=obs.device),
         "random": uniform,
-        "policy": act,
+        "policy": deterministic_behaviour(policy),
     }
     controllers = REFERENCE_CONTROLLERS.get(task, {})
     behaviours.update({name: make() for name, make in controllers.items()})
