@@ -23,6 +23,7 @@ import torch
 from torchrl_flowmbpo.data import DatasetError, DatasetRecorder, read_manifest
 from torchrl_flowmbpo.data.noisy_rollouts import noisy_policy, record_rollouts
 from torchrl_flowmbpo.trainers import CheckpointError, find_latest_checkpoint, load_checkpoint
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.factories import make_task_env
 from torchrl_flowmbpo.trainers.sac_factories import make_actor
 
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    quiet_console("cpu")
     torch.set_num_threads(args.threads)
     try:
         checkpoint = find_latest_checkpoint(args.run) if args.run.is_dir() else args.run
@@ -104,4 +106,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interrupted("build_dataset.py"):
+        main()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from torchrl_flowmbpo.diagnostics.report import make_report
+from torchrl_flowmbpo.trainers.console import interrupted
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,4 +36,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with interrupted("diagnostics_report.py"):
+        sys.exit(main())

@@ -46,6 +46,7 @@ from torchrl_flowmbpo.diagnostics.checkpoint_gradients import (
 from torchrl_flowmbpo.envs import TASKS
 from torchrl_flowmbpo.trainers import CheckpointError, load_policy
 from torchrl_flowmbpo.trainers.checkpoint import load_run_checkpoint
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.evaluation_csv import REQUIRED
 from torchrl_flowmbpo.trainers.factories import make_task_env, reward_units
 
@@ -112,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    quiet_console(args.device)
     try:
         path, state = load_run_checkpoint(args.checkpoint, (*REQUIRED, "config"))
     except CheckpointError as err:
@@ -174,4 +176,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interrupted("gradient_check.py"):
+        main()

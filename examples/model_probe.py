@@ -35,6 +35,7 @@ from torchrl_flowmbpo.diagnostics.behaviours import (
 )
 from torchrl_flowmbpo.trainers import CheckpointError, load_policy
 from torchrl_flowmbpo.trainers.checkpoint import load_run_checkpoint
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.evaluation_csv import REQUIRED
 from torchrl_flowmbpo.trainers.factories import make_task_env, reward_units
 from torchrl_flowmbpo.trainers.sac_factories import make_actor
@@ -102,6 +103,7 @@ def probe(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    quiet_console(args.device)
     try:
         path, state = load_run_checkpoint(args.checkpoint, (*REQUIRED, "config"))
     except CheckpointError as err:
@@ -133,4 +135,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with interrupted("model_probe.py"):
+        main()

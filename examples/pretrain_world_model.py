@@ -27,13 +27,14 @@ from torchrl_flowmbpo.config import hydra_main
 from torchrl_flowmbpo.data import DatasetError
 from torchrl_flowmbpo.trainers import pretrain_world_model
 from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
-from torchrl_flowmbpo.trainers.console import interrupted
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.run_guard import guarded_run
 
 
 @hydra_main("pretrain")  # the config schema checks every key first
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
+    quiet_console(cfg.device)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with guarded_run(run_dir, "pretrain_world_model.py", config=cfg) as stop:  # one per run dir
         try:

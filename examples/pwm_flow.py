@@ -25,11 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchrl_flowmbpo.config import hydra_main
 from torchrl_flowmbpo.trainers import build_pwm_trainer
 from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
-from torchrl_flowmbpo.trainers.console import (
-    init_warp_quietly,
-    interrupted,
-    plain_torchrl_console,
-)
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.logs import log_to_file
 from torchrl_flowmbpo.trainers.reporting import (
     curve_title,
@@ -47,8 +43,7 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    plain_torchrl_console()
-    init_warp_quietly(cfg.device)
+    quiet_console(cfg.device)
     task = task_label(cfg.env.name, cfg.env.kwargs)
     what_ran = (
         f"pwm_flow.py: {cfg.variant} on {task}, seed {cfg.seed}, {cfg.collector.total_frames:,} "

@@ -22,11 +22,7 @@ from omegaconf import DictConfig
 from torchrl_flowmbpo.config import hydra_main
 from torchrl_flowmbpo.trainers import train_sac
 from torchrl_flowmbpo.trainers.checkpointing import LegacyCheckpointError
-from torchrl_flowmbpo.trainers.console import (
-    init_warp_quietly,
-    interrupted,
-    plain_torchrl_console,
-)
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 from torchrl_flowmbpo.trainers.run_guard import guarded_run
 
 
@@ -34,8 +30,7 @@ from torchrl_flowmbpo.trainers.run_guard import guarded_run
 def main(cfg: DictConfig) -> None:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    plain_torchrl_console()
-    init_warp_quietly(cfg.device)
+    quiet_console(cfg.device)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with guarded_run(
         run_dir, "sac_baseline.py", config=cfg

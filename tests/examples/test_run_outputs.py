@@ -4,6 +4,7 @@ CPU, no colour codes when redirected, no warning our code causes, one line on Ct
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 import subprocess
@@ -138,6 +139,41 @@ def test_warp_initialises_without_the_cuda_driver_warning_on_cpu():
     assert run.returncode == 0, run.stderr
     assert "CUDA driver. GPU execution" not in run.stderr
     assert "CUDA driver not available" not in run.stdout  # nor Warp's banner
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def main_guard(script: Path) -> ast.If:
+    tree = ast.parse(script.read_text())
+    return next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+    )
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_every_script_turns_ctrl_c_into_one_line(script):
+    (body,) = main_guard(script).body
+    assert isinstance(body, ast.With), f"{script.name}: main() outside interrupted(...)"
+    assert ast.unparse(body.items[0].context_expr) == f"interrupted({script.name!r})"
+
+
+@pytest.mark.parametrize("script", ["model_probe.py", "gradient_check.py"])
+def test_checkpoint_scripts_are_quiet_on_cpu(script, make_checkpoint, tmp_path):
+    make_checkpoint(tmp_path / "run" / "checkpoints")
+    args = ["--states" if script == "gradient_check.py" else "--envs", "2"]
+    args += ["--horizon", "2"] if script == "gradient_check.py" else ["--horizons", "2"]
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), str(tmp_path / "run"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "warning" not in run.stderr.lower(), run.stderr[-3000:]  # Warp's CUDA line included
+    assert "\x1b[" not in run.stdout + run.stderr
 
 
 @pytest.fixture(scope="module")

@@ -1,16 +1,20 @@
 """The hooks of SAC's and SHAC's loops: an op registered on a stage sees the stage's arguments,
-and a dict it returns lands in the logged metrics."""
+and a dict it returns lands in the logged metrics; a run stopped mid-loop closes its progress
+bar (the stop's message then starts a line of its own)."""
 
 from __future__ import annotations
 
+import importlib
 from collections import defaultdict
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hydra import compose, initialize_config_dir
 from tensordict import TensorDictBase
+from tqdm import tqdm
 
-from torchrl_flowmbpo.trainers.run_guard import RunGuard
+from torchrl_flowmbpo.trainers.run_guard import RunGuard, RunStopped
 from torchrl_flowmbpo.trainers.sac import build_sac_trainer
 from torchrl_flowmbpo.trainers.shac import build_shac_trainer
 from torchrl_flowmbpo.trainers.stopping import StopSignals
@@ -114,3 +118,36 @@ def test_ops_see_their_stage_arguments_and_their_metrics_are_logged(tmp_path, lo
     # post_steps_log: every iteration, before its metrics are logged.
     assert log.scalars["hook/logged"] == [(f, 1.0) for f in logged]
     assert calls["shutdown"] == [()]
+
+
+class ClosedBars(tqdm):
+    """tqdm that records, per instance, whether it was closed."""
+
+    made: ClassVar[list[ClosedBars]] = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.was_closed = False
+        ClosedBars.made.append(self)
+
+    def close(self) -> None:
+        self.was_closed = True
+        super().close()
+
+
+@pytest.mark.parametrize("loop", sorted(LOOPS))
+def test_a_run_stopped_mid_loop_closes_its_progress_bar(tmp_path, loop, monkeypatch):
+    name, overrides, build, *_ = LOOPS[loop]
+    ClosedBars.made = []
+    monkeypatch.setattr(
+        importlib.import_module(f"torchrl_flowmbpo.trainers.{loop}"), "tqdm", ClosedBars
+    )
+    trainer = build(compose_config(name, overrides), tmp_path)
+
+    def stop(metrics):
+        raise RunStopped("Stopped by SIGINT", 130)
+
+    trainer.register_op("post_steps_log", stop)
+    with pytest.raises(RunStopped):
+        trainer.train(RunGuard(trainer.checkpointer, StopSignals()))
+    assert len(ClosedBars.made) == 1 and ClosedBars.made[0].was_closed

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["init_warp_quietly", "interrupted", "plain_torchrl_console"]
+__all__ = ["init_warp_quietly", "interrupted", "plain_torchrl_console", "quiet_console"]
 
 
 def plain_torchrl_console() -> None:
@@ -45,6 +45,13 @@ def init_warp_quietly(device: str) -> None:
         wp.config.log_level = level
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def quiet_console(device: str) -> None:
+    """What every script calls first: :func:`plain_torchrl_console`, then
+    :func:`init_warp_quietly` for ``device``."""
+    plain_torchrl_console()
+    init_warp_quietly(device)
 
 
 @contextlib.contextmanager

@@ -159,33 +159,32 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> N
     checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
     guard.skips.observe(counters["skipped_steps"])
     losses: list[torch.Tensor] = []
-    progress = tqdm(total=cfg.steps, initial=counters["step"], unit="steps")
-    while counters["step"] < cfg.steps:
-        batch = train_buffer.sample().reshape(-1, horizon)
-        if balance is not None:
-            balance.observe_batch(batch.get(("next", "terminated")))
-            wm_loss.term_pos_weight.fill_(balance.weight())
-        out = wm_loss(batch)
-        loss = sum(value for key, value in out.items() if key.startswith("loss_"))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, algo.wm_grad_clip)):
-            optimizer.step()  # a non-finite gradient is skipped, as online
-        else:
-            counters["skipped_steps"] += 1
-        losses.append(loss.detach())
-        counters["step"] += 1
-        progress.update(1)
-        step = counters["step"]
-        if step % cfg.eval.interval == 0 or step == cfg.steps:
-            mean_loss = float(torch.stack(losses).mean())
-            losses.clear()
-            progress.set_postfix(loss=f"{mean_loss:.3f}")
-            evaluate(mean_loss)
-        clock.tick()
-        if step < cfg.steps:  # the final checkpoint follows
-            guard.after_iteration(skipped_total=counters["skipped_steps"])
-    progress.close()
+    with tqdm(total=cfg.steps, initial=counters["step"], unit="steps") as progress:
+        while counters["step"] < cfg.steps:
+            batch = train_buffer.sample().reshape(-1, horizon)
+            if balance is not None:
+                balance.observe_batch(batch.get(("next", "terminated")))
+                wm_loss.term_pos_weight.fill_(balance.weight())
+            out = wm_loss(batch)
+            loss = sum(value for key, value in out.items() if key.startswith("loss_"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, algo.wm_grad_clip)):
+                optimizer.step()  # a non-finite gradient is skipped, as online
+            else:
+                counters["skipped_steps"] += 1
+            losses.append(loss.detach())
+            counters["step"] += 1
+            progress.update(1)
+            step = counters["step"]
+            if step % cfg.eval.interval == 0 or step == cfg.steps:
+                mean_loss = float(torch.stack(losses).mean())
+                losses.clear()
+                progress.set_postfix(loss=f"{mean_loss:.3f}")
+                evaluate(mean_loss)
+            clock.tick()
+            if step < cfg.steps:  # the final checkpoint follows
+                guard.after_iteration(skipped_total=counters["skipped_steps"])
     path = guard.save(finished=True)
     last = log.rows()[-1]
     print(

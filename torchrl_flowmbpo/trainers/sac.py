@@ -138,40 +138,39 @@ class SACTrainer(TrainingLoop):
         # A resumed buffer holds the frames of the sessions before (a fresh one: none).
         buffer_frames = len(self.replay_buffer)
         self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
-        progress = tqdm(total=self.total_frames, initial=counters["frames"], unit="frames")
-        start_frames = counters["frames"]
-        self.clock = clock = RunClock(counters)
-        for data in self.collector if self.collector is not None else ():
-            frames = data.numel()
-            counters["frames"] += frames
-            buffer_frames += frames
-            self.call_hooks("batch_process", data)
-            self.replay_buffer.extend(data.select(*TRANSITION_KEYS).reshape(-1))
-            if self.recorder is not None:
-                self.recorder.extend(data)
-            metrics = episode_metrics(data)
-            if metrics:
-                history["train/return"].append([counters["frames"], metrics["train/return"]])
-            updated = buffer_frames >= self.init_random_frames
-            if updated:
-                self._optimize(metrics)
-            counters["iteration"] += 1
-            metrics["time/elapsed_s"] = clock.tick()
-            metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
-            if updated:
-                self.call_hooks("post_optim", metrics, data, merge_into=metrics)
-            if self.eval_interval and counters["iteration"] % self.eval_interval == 0:
-                self._evaluate(metrics)
-            self.call_hooks("post_steps_log", metrics, merge_into=metrics)
-            self.log(metrics)
-            progress.update(frames)
-            if "loss/qvalue" in metrics:
-                progress.set_postfix(
-                    q=f"{metrics['loss/qvalue']:.3f}", alpha=f"{metrics['sac/alpha']:.3f}"
-                )
-            clock.tick()  # the evaluation above included: a resume never steps back
-            guard.after_iteration()
-        progress.close()
+        with tqdm(total=self.total_frames, initial=counters["frames"], unit="frames") as progress:
+            start_frames = counters["frames"]
+            self.clock = clock = RunClock(counters)
+            for data in self.collector if self.collector is not None else ():
+                frames = data.numel()
+                counters["frames"] += frames
+                buffer_frames += frames
+                self.call_hooks("batch_process", data)
+                self.replay_buffer.extend(data.select(*TRANSITION_KEYS).reshape(-1))
+                if self.recorder is not None:
+                    self.recorder.extend(data)
+                metrics = episode_metrics(data)
+                if metrics:
+                    history["train/return"].append([counters["frames"], metrics["train/return"]])
+                updated = buffer_frames >= self.init_random_frames
+                if updated:
+                    self._optimize(metrics)
+                counters["iteration"] += 1
+                metrics["time/elapsed_s"] = clock.tick()
+                metrics["time/fps"] = (counters["frames"] - start_frames) / clock.session_s()
+                if updated:
+                    self.call_hooks("post_optim", metrics, data, merge_into=metrics)
+                if self.eval_interval and counters["iteration"] % self.eval_interval == 0:
+                    self._evaluate(metrics)
+                self.call_hooks("post_steps_log", metrics, merge_into=metrics)
+                self.log(metrics)
+                progress.update(frames)
+                if "loss/qvalue" in metrics:
+                    progress.set_postfix(
+                        q=f"{metrics['loss/qvalue']:.3f}", alpha=f"{metrics['sac/alpha']:.3f}"
+                    )
+                clock.tick()  # the evaluation above included: a resume never steps back
+                guard.after_iteration()
         if self.collector is not None:
             self.checkpointer.unbind_collector()  # its state outlives it in the final checkpoint
             self.collector.shutdown()

@@ -192,37 +192,38 @@ class SHACTrainer(TrainingLoop):
         if self.start is None:  # a new run (or a checkpoint saved without its rollout state)
             self.start = self.env.reset()
         frames_per_iteration = self.frames_per_iteration
-        progress = tqdm(total=self.iterations * frames_per_iteration, initial=counters["frames"])
-        for _ in range(counters["iteration"], self.iterations):
-            metrics, trajectory = updater.actor_critic_step(self.start, return_trajectory=True)
-            self.start = self.actor_loss.next_start
-            self.call_hooks("batch_process", trajectory)
-            if self.obs_norm is not None:
-                self.obs_norm.update(trajectory[STATE_KEY])
-            for scheduler in self.schedulers.values():
-                scheduler.step()
-            counters["iteration"] += 1
-            counters["frames"] += frames_per_iteration
-            progress.update(frames_per_iteration)
-            episodes = episode_metrics(trajectory)
-            metrics.update(episodes)
-            if episodes:
-                history["train/return"].append([counters["frames"], episodes["train/return"]])
-            metrics["time/elapsed_s"] = clock.tick()
-            metrics["loss/actor"] = metrics["actor/loss_actor"]
-            metrics["loss/value"] = metrics["critic/loss_value"]
-            metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
-            self.call_hooks("post_optim", metrics, trajectory, merge_into=metrics)
-            last = counters["iteration"] == self.iterations
-            if last or (self.eval_interval and counters["iteration"] % self.eval_interval == 0):
-                self._evaluate(metrics)
-            self.call_hooks("post_steps_log", metrics, merge_into=metrics)
-            self.log(metrics)
-            progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
-            clock.tick()
-            if not last:  # the final checkpoint follows
-                guard.after_iteration(skipped_total=sum(updater.skipped_steps.values()))
-        progress.close()
+        with tqdm(
+            total=self.iterations * frames_per_iteration, initial=counters["frames"]
+        ) as progress:
+            for _ in range(counters["iteration"], self.iterations):
+                metrics, trajectory = updater.actor_critic_step(self.start, return_trajectory=True)
+                self.start = self.actor_loss.next_start
+                self.call_hooks("batch_process", trajectory)
+                if self.obs_norm is not None:
+                    self.obs_norm.update(trajectory[STATE_KEY])
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+                counters["iteration"] += 1
+                counters["frames"] += frames_per_iteration
+                progress.update(frames_per_iteration)
+                episodes = episode_metrics(trajectory)
+                metrics.update(episodes)
+                if episodes:
+                    history["train/return"].append([counters["frames"], episodes["train/return"]])
+                metrics["time/elapsed_s"] = clock.tick()
+                metrics["loss/actor"] = metrics["actor/loss_actor"]
+                metrics["loss/value"] = metrics["critic/loss_value"]
+                metrics["train/skipped_steps"] = float(sum(updater.skipped_steps.values()))
+                self.call_hooks("post_optim", metrics, trajectory, merge_into=metrics)
+                last = counters["iteration"] == self.iterations
+                if last or (self.eval_interval and counters["iteration"] % self.eval_interval == 0):
+                    self._evaluate(metrics)
+                self.call_hooks("post_steps_log", metrics, merge_into=metrics)
+                self.log(metrics)
+                progress.set_postfix(ret=f"{metrics['actor/imagined_return']:.1f}")
+                clock.tick()
+                if not last:  # the final checkpoint follows
+                    guard.after_iteration(skipped_total=sum(updater.skipped_steps.values()))
         self.call_hooks("shutdown")
 
 
