@@ -34,6 +34,7 @@ from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
 from torchrl_flowmbpo.diagnostics.controllers import REFERENCE_CONTROLLERS
 from torchrl_flowmbpo.envs import TASKS, make_env
+from torchrl_flowmbpo.trainers.console import interrupted, quiet_console
 
 BEHAVIOURS = ("zero", "random")
 #: Columns of the ``--csv`` file, in order.
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> list[tuple[str, str, float, float
     if not isinstance(kwargs, dict):
         parser.error(f"--kwargs {args.kwargs!r}: must be a JSON object")
     torch.set_num_threads(1)
+    quiet_console("cpu")
     torch.manual_seed(args.seed)  # the random behaviour draws from torch's global generator
     if args.episode_length is not None:
         kwargs["episode_length"] = args.episode_length
@@ -147,4 +149,5 @@ def write_csv(
 
 
 if __name__ == "__main__":
-    main()
+    with interrupted("task_references.py"):
+        main()

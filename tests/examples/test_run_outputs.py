@@ -66,7 +66,9 @@ def test_references_are_the_committed_measurements_of_exactly_that_task(support)
     assert swing_up["random"] == pytest.approx(-2003.76)
     # Other keyword arguments make another task: no reference is better than a wrong one.
     assert support.task_references("cartpole", {"start_angle": 0.0, "episode_length": 100}) == {}
-    assert support.task_references("humanoid", {}) == {}
+    humanoid = support.task_references("humanoid", {})
+    assert humanoid == pytest.approx({"zero": 72.48, "random": 47.86})
+    assert support.task_references("humanoid", {"episode_length": 100}) == {}
 
 
 def test_format_return_gives_the_standard_error(support):
