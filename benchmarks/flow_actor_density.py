@@ -114,13 +114,15 @@ def spread_table(args: argparse.Namespace) -> None:
     print("| A | flow, velocity_init=default | flow, velocity_init=zero | gaussian | tanh(σε) |")
     print("|---|---|---|---|---|")
     for action_dim in args.action_dims:
-        wm = PWMWorldModel(obs_dim, action_dim, latent_dim=args.latent)
+        # The scalar head, as measured (the reward head does not act here, but its size moves
+        # the random stream the states below are drawn from).
+        wm = PWMWorldModel(obs_dim, action_dim, latent_dim=args.latent, reward_head="scalar")
         with torch.no_grad():
             latent = wm.encode(torch.randn(256, obs_dim))
         td = TensorDict(latent=latent, batch_size=[256])
         values = []
         for make in (
-            lambda a=action_dim: FlowActor(args.latent, a),
+            lambda a=action_dim: FlowActor(args.latent, a, velocity_init="default"),
             lambda a=action_dim: FlowActor(args.latent, a, velocity_init="zero"),
             lambda a=action_dim: GaussianActor(args.latent, a),
         ):

@@ -104,7 +104,10 @@ class OursIteration:
         wm_loss = WorldModelLoss(wm, horizon=horizon, wm_rho=WM_RHO, flow_source="rollout")
         # As torchrl_flowmbpo.trainers.factories.make_losses builds it without a target critic.
         value_loss = PWMValueLoss(critic, gamma=GAMMA, lmbda=LMBDA, functional=False)
-        actor_loss = PWMActorLoss(actor, critic, wm, horizon=horizon, gamma=GAMMA, ret_rms=True)
+        # No entropy bonus: the plain path has none (PWM's loss).
+        actor_loss = PWMActorLoss(
+            actor, critic, wm, horizon=horizon, gamma=GAMMA, ret_rms=True, entropy_coef=0.0
+        )
         self.updater = PWMUpdater(
             wm_loss,
             actor_loss,
@@ -131,7 +134,12 @@ def build_models(config: str, size: dict, device: str, seed: int = 0):
     wm_spec, actor_spec = CONFIGS[config]
     wm_spec = {**wm_spec, "preset": size["preset"], "reward_head": "scalar"}
     wm = build_world_model({**wm_spec, "termination_head": True}, OBS_DIM, ACTION_DIM).to(device)
-    actor = build_actor(actor_spec, wm.latent_dim, ACTION_DIM).to(device)
+    # PWM's detached actor input and PyTorch's init (the actors' defaults when the timings in
+    # docs/benchmarks.md were measured).
+    pwm_actor = {"detach_latent": True}
+    if actor_spec["type"] == "flow":
+        pwm_actor["velocity_init"] = "default"
+    actor = build_actor({**pwm_actor, **actor_spec}, wm.latent_dim, ACTION_DIM).to(device)
     critic = build_critic({}, wm.latent_dim).to(device)
     return wm, actor, critic
 

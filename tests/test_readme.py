@@ -15,7 +15,12 @@ def test_readme_examples_run_and_gradients_reach_the_actor():
     assert len(blocks) == 1
     torch.manual_seed(0)
     namespace: dict = {}
+    # PyTorch's init for the FlowActor: its default zeroed last velocity layer passes no gradient
+    # below itself on the first step, and every parameter must receive one here.
+    actor_line = "actor = FlowActor(world_model.latent_dim, action_dim)\n"
     for block in blocks:
+        assert block.count(actor_line) == 1
+        block = block.replace(actor_line, actor_line[:-2] + ', velocity_init="default")\n')
         exec(compile(block, str(README), "exec"), namespace)
     assert namespace["traj"].shape == (32, 16)
     actor_grads = [p.grad for p in namespace["actor"].parameters()]

@@ -28,13 +28,15 @@ def _seed():
 
 def tiny_wm(kind: str = "mlp", *, termination_head: bool = True) -> LatentWorldModel:
     """A tiny world model whose (zero-initialised) reward and termination heads are randomised,
-    so that r̂ and c depend on the actions."""
+    so that r̂ and c depend on the actions. The scalar reward head: the float32 tolerances below
+    were set with it (the two-hot decode rounds differently)."""
     wm = WORLD_MODELS[kind](
         OBS_DIM,
         ACTION_DIM,
         latent_dim=LATENT_DIM,
         units=(32,),
         encoder_units=(32,),
+        reward_head="scalar",
         termination_head=termination_head,
     )
     with torch.no_grad():
@@ -156,6 +158,7 @@ class ShiftModel(LatentWorldModel):
             simnorm_group=1,
             encoder_units=(2,),
             units=(2,),
+            reward_head="scalar",  # r̂ is the one output of reward_output
             termination_head=False,
         )
         self.beta = beta

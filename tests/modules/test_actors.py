@@ -23,6 +23,11 @@ ACTORS = (GaussianActor, FlowActor)
 
 def _make(actor_cls, seed: int = 0, **kwargs):
     torch.manual_seed(seed)
+    if actor_cls is FlowActor:
+        # PyTorch's initialisation, not FlowActor's default zeroed last velocity layer: these
+        # tests need a velocity field that is not 0 (a zero field makes the ODE the identity,
+        # its deterministic action tanh(0), and passes no gradient below the last layer).
+        kwargs.setdefault("velocity_init", "default")
     return actor_cls(LATENT, ACTION, hidden=HIDDEN, **kwargs)
 
 

@@ -19,11 +19,16 @@ from torchrl_flowmbpo.modules.actors import FlowActor, GaussianActor, empirical_
 LATENT, HIDDEN = 8, (32, 32)
 
 
-def _actor(action_dim: int, seed: int = 0, gain: float = 3.0, **kwargs) -> FlowActor:
-    """A FlowActor whose last velocity layer is scaled by ``gain``: a visibly nonlinear flow
-    (still invertible at these sizes) rather than the near-identity of the default init."""
+def _actor(
+    action_dim: int, seed: int = 0, gain: float = 3.0, velocity_init: str = "default", **kwargs
+) -> FlowActor:
+    """A FlowActor with PyTorch's initialisation whose last velocity layer is scaled by ``gain``:
+    a visibly nonlinear flow (still invertible at these sizes) rather than the near-identity of
+    PyTorch's init or the identity of FlowActor's default zeroed last layer."""
     torch.manual_seed(seed)
-    actor = FlowActor(LATENT, action_dim, hidden=HIDDEN, init_log_std=-0.5, **kwargs).double()
+    actor = FlowActor(
+        LATENT, action_dim, hidden=HIDDEN, init_log_std=-0.5, velocity_init=velocity_init, **kwargs
+    ).double()
     with torch.no_grad():
         actor.policy_net.velocity_net[-1].weight.mul_(gain)
     return actor

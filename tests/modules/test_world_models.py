@@ -71,7 +71,7 @@ ANT_OBS, ANT_ACT = 37, 8
 
 
 def test_parameter_counts_5M_ant() -> None:
-    pwm = PWMWorldModel.from_preset("5M", ANT_OBS, ANT_ACT)
+    pwm = PWMWorldModel.from_preset("5M", ANT_OBS, ANT_ACT, reward_head="scalar")
     assert _count(pwm.encoder) == 142_848
     assert _count(pwm.dynamics) == 795_136
     assert _count(pwm.reward_head) == 531_969
@@ -81,7 +81,9 @@ def test_parameter_counts_5M_ant() -> None:
         "5M", ANT_OBS, ANT_ACT, reward_head="twohot", termination_head=False
     )
     assert _count(twohot.reward_head) == 583_269
-    flow = FlowWorldModel.from_preset("5M", ANT_OBS, ANT_ACT, termination_head=False)
+    flow = FlowWorldModel.from_preset(
+        "5M", ANT_OBS, ANT_ACT, reward_head="scalar", termination_head=False
+    )
     assert _count(flow.velocity_net) == 794_624
     # The flow model swaps only F for v_θ: encoder and heads are the same size.
     assert _count(flow.encoder) == 142_848
@@ -93,7 +95,9 @@ def test_parameter_counts_5M_ant() -> None:
 
 def test_parameter_counts_48M_ant() -> None:
     # ~18M parameters, built once (no termination head to save time and memory).
-    pwm = PWMWorldModel.from_preset("48M", ANT_OBS, ANT_ACT, termination_head=False)
+    pwm = PWMWorldModel.from_preset(
+        "48M", ANT_OBS, ANT_ACT, reward_head="scalar", termination_head=False
+    )
     assert pwm.latent_dim == 768
     assert _count(pwm.encoder) == 7_883_520
     assert _count(pwm.dynamics) == 5_991_168
@@ -523,7 +527,7 @@ REWARDS = torch.tensor([[-30.0], [-1.5], [0.0], [0.3], [math.e - 1], [7.0], [5e4
 
 
 def test_scalar_reward_loss_is_squared_error() -> None:
-    wm = PWMWorldModel(OBS, ACT, **SMALL)
+    wm = PWMWorldModel(OBS, ACT, reward_head="scalar", **SMALL)
     output = torch.randn(7, 1)
     loss = wm.reward_loss(output, REWARDS)
     assert loss.shape == (7,)

@@ -66,6 +66,10 @@ class Builders:
         return wm
 
     def actor(self, kind: str = "gaussian", **kwargs) -> GaussianActor | FlowActor:
+        if kind == "flow":
+            # PyTorch's initialisation, not FlowActor's default zeroed last velocity layer, which
+            # passes no gradient below itself at init (tests pass velocity_init="zero" for it).
+            kwargs.setdefault("velocity_init", "default")
         return ACTOR_KINDS[kind](self.latent_dim, self.action_dim, hidden=(16,), **kwargs)
 
     def critic(self, *, detach_latent: bool = False, **kwargs) -> VCritic:

@@ -70,8 +70,10 @@ def test_saturated_actor_keeps_a_restoring_gradient(models):
     assert float(out["loss_entropy"].detach()) == pytest.approx(-coef * float(out["entropy"]))
 
 
-def test_no_entropy_term_by_default(models):
-    loss = PWMActorLoss(models.actor("gaussian"), models.critic(), models.wm(), horizon=2)
+def test_no_entropy_term_at_zero_coefficient(models):
+    loss = PWMActorLoss(
+        models.actor("gaussian"), models.critic(), models.wm(), horizon=2, entropy_coef=0.0
+    )
     out, _ = loss(models.starts())
     assert "loss_entropy" not in out and "entropy" not in out
 
@@ -119,7 +121,10 @@ def test_saturated_flow_actor_keeps_a_restoring_gradient(models):
     )
     out, traj = loss(models.starts())
     assert bool((traj["action"] == 1.0).all())
-    (grad_return,) = torch.autograd.grad(out["loss_actor"], bias, allow_unused=True)
+    # retain_graph: with the default detach_latent=False the entropy's graph shares the rollout.
+    (grad_return,) = torch.autograd.grad(
+        out["loss_actor"], bias, allow_unused=True, retain_graph=True
+    )
     assert grad_return is None or not grad_return.any()
     (grad_entropy,) = torch.autograd.grad(out["loss_entropy"], bias)
     assert torch.allclose(grad_entropy, torch.full((2,), 2.0 * coef), rtol=1e-4)

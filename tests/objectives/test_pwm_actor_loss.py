@@ -41,6 +41,7 @@ class ShiftWorldModel(LatentWorldModel):
             simnorm_group=1,
             encoder_units=(2,),
             units=(2,),
+            reward_head="scalar",  # r̂ is the one output of reward_output
             termination_head=termination_head,
         )
         self.alpha, self.beta = nn.Parameter(torch.tensor(alpha)), nn.Parameter(torch.tensor(beta))
@@ -114,6 +115,7 @@ def test_golden_number_two_steps(linear_critic):
             gamma=0.5,
             ret_rms=False,
             bootstrap_extra_gamma=extra,
+            entropy_coef=0.0,  # PWM's loss: the return alone
         )
         out, _ = loss(_starts(torch.tensor([1.0])))
         torch.testing.assert_close(out["loss_actor"], torch.tensor(expected))
@@ -138,6 +140,7 @@ def test_closed_form_loss_and_gradient(linear_critic, termination_head, use_cont
         ret_rms=False,
         use_continue=use_continue,
         bootstrap_extra_gamma=extra,
+        entropy_coef=0.0,  # PWM's loss: the return alone
     )
     # Constant logit ℓ: c_t = 1 − σ(ℓ) = p for every t, so Γ_t = p^t (p = 1 without continue).
     p = 1.0 - 1.0 / (1.0 + math.exp(-logit)) if termination_head and use_continue else 1.0
@@ -179,6 +182,7 @@ def test_ret_rms_divides_by_running_std_after_update(linear_critic):
         horizon=horizon,
         gamma=gamma,
         ret_rms=True,
+        entropy_coef=0.0,  # PWM's loss: the return alone
     )
     kw = {key: SHIFT[key] for key in ("alpha", "beta", "c0", "c1")}
     ret, _ = _closed_form(Z0.double(), k, horizon=horizon, gamma=gamma, p=1.0, **kw)
@@ -236,6 +240,7 @@ def test_state_dependent_continue_and_detach_continue(linear_critic, detach_cont
         gamma=gamma,
         ret_rms=False,
         detach_continue=detach_continue,
+        entropy_coef=0.0,  # PWM's loss: the return alone
     )
     out, _ = loss(_starts(Z0))
     out["loss_actor"].backward()

@@ -42,6 +42,7 @@ class LinearWorldModel(PWMWorldModel):
             simnorm_group=1,
             units=(4,),
             encoder_units=(4,),
+            reward_head="scalar",  # R(z, a) is one linear output
         )
         g = torch.Generator().manual_seed(123)
 
@@ -306,7 +307,8 @@ def test_flow_dynamics_fit_toy_linear_system(flow_source):
     # Asserted with margin: both fall >= 5x, and the integrated latent explains >= 70 % of the
     # latent change (relative error < 0.3, which rules out a trivially collapsed encoder).
     step = _rotation_system()
-    wm = FlowWorldModel(3, 2, latent_dim=16, units=(64,), encoder_units=(32,))
+    # The scalar reward head, as in the measurement above.
+    wm = FlowWorldModel(3, 2, latent_dim=16, units=(64,), encoder_units=(32,), reward_head="scalar")
     loss = WorldModelLoss(wm, horizon=3, flow_source=flow_source)
     fixed = _system_slices(step, 256, 3)
 

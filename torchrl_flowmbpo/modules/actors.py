@@ -117,7 +117,8 @@ class GaussianActor(ProbabilisticActor):
         hidden: hidden widths of the μ network.
         init_log_std: initial ``log σ``.
         min_log_std: floor of ``log σ``, clamped in place before each use.
-        detach_latent: stop the gradient into the latent.
+        detach_latent: stop the gradient into the latent (PWM's ``True``); off by default, as
+            ``configs/actor/*.yaml`` (closed loop).
         input_norm: a module applied to the input first, e.g. an
             :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` shared with the critic.
         latent_key: input key.
@@ -146,7 +147,7 @@ class GaussianActor(ProbabilisticActor):
         hidden: Sequence[int] = (400, 200, 100),
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
-        detach_latent: bool = True,
+        detach_latent: bool = False,
         input_norm: nn.Module | None = None,
         latent_key: NestedKey = "latent",
         action_key: NestedKey = "action",
@@ -320,13 +321,14 @@ class FlowActor(ProbabilisticActor):
         log_det: how the density's log-determinant is computed, one of
             :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the solve's full
             Jacobian; ``"trace"``/``"hutchinson"``: the instantaneous change of variables).
-        velocity_init: ``"default"`` or ``"zero"`` (a zeroed last velocity layer: the untrained
-            action is ``tanh(σ ε)``, see :class:`FlowPolicyNet`).
+        velocity_init: ``"zero"`` (default: a zeroed last velocity layer, the untrained action
+            is ``tanh(σ ε)``, see :class:`FlowPolicyNet`) or ``"default"`` (PyTorch's init).
         return_log_prob: also write ``"action_log_prob"`` (the sampled action's ``log π``,
             differentiable) at every call, at the cost of the log-determinant.
         init_log_std: initial ``log σ`` of the source noise.
         min_log_std: floor of ``log σ``, clamped in place before each use.
-        detach_latent: stop the gradient into the latent.
+        detach_latent: stop the gradient into the latent (PWM's ``True``); off by default, as
+            ``configs/actor/*.yaml`` (closed loop).
         input_norm: a module applied to the input first, e.g. an
             :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` shared with the critic.
         latent_key: input key.
@@ -355,11 +357,11 @@ class FlowActor(ProbabilisticActor):
         flow_steps: int = 2,
         time_embed_freqs: int = 0,
         log_det: str = "exact",
-        velocity_init: str = "default",
+        velocity_init: str = "zero",
         return_log_prob: bool = False,
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
-        detach_latent: bool = True,
+        detach_latent: bool = False,
         input_norm: nn.Module | None = None,
         latent_key: NestedKey = "latent",
         action_key: NestedKey = "action",

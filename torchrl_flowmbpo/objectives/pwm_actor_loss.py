@@ -63,8 +63,11 @@ class PWMActorLoss(PathwiseActorLoss):
             (``value_loss.bootstrap_params``: the target critic's when it has one), read at every
             call, so the loss can be built before TorchRL's ``SoftUpdate`` (no "No target
             network updater" warning). Give it or ``bootstrap_params``, not both.
-        entropy_coef: weight of the entropy bonus (0: none, PWM). Needs an actor writing the
-            pre-tanh ``"loc"`` and ``"scale"`` (:class:`~torchrl_flowmbpo.modules.GaussianActor`).
+        entropy_coef: weight of the entropy bonus: 0.1 by default, as ``configs/algo/pwm.yaml``
+            (0: none, PWM). Needs an actor whose distribution gives the log-density of a
+            reparameterised sample (:class:`~torchrl_flowmbpo.modules.GaussianActor`,
+            :class:`~torchrl_flowmbpo.modules.FlowActor`) or a module writing the pre-tanh
+            ``"loc"`` and ``"scale"``; see :class:`~torchrl_flowmbpo.objectives.PathwiseActorLoss`.
 
     Raises:
         ValueError: if ``value_loss`` and ``bootstrap_params`` are both given, or if
@@ -127,7 +130,7 @@ class PWMActorLoss(PathwiseActorLoss):
         bootstrap_extra_gamma: bool = False,
         bootstrap_params: TensorDictBase | None = None,
         value_loss: PWMValueLoss | None = None,
-        entropy_coef: float = 0.0,
+        entropy_coef: float = 0.1,
     ) -> None:
         super().__init__(
             actor_network,

@@ -104,7 +104,9 @@ class GaussianPolicyNet(_FlooredLogStdPolicy):
         hidden: hidden widths of the μ network.
         init_log_std: initial ``log σ`` (−1.0 gives σ ≈ 0.37).
         min_log_std: floor of ``log σ``, enforced in place before each forward (σ ≥ 0.24).
-        detach_latent: stop the gradient into the latent (PWM: ∂π/∂z is not backpropagated).
+        detach_latent: stop the gradient into the latent (PWM's ``True``: ∂π/∂z is not
+            backpropagated). Off by default, as ``configs/actor/*.yaml``: the imagined return's
+            gradient also flows through the actor's input (closed loop).
         input_norm: a module applied to the input first, e.g. an
             :class:`~torchrl_flowmbpo.modules.models.InputNormalizer` (SHAC's observations).
 
@@ -125,7 +127,7 @@ class GaussianPolicyNet(_FlooredLogStdPolicy):
         hidden: Sequence[int] = (400, 200, 100),
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
-        detach_latent: bool = True,
+        detach_latent: bool = False,
         input_norm: nn.Module | None = None,
     ) -> None:
         super().__init__(action_dim, init_log_std, min_log_std, detach_latent, input_norm)
@@ -163,14 +165,17 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         init_log_std: initial ``log σ`` of the source noise.
         min_log_std: floor of ``log σ``, enforced in place before each use.
         time_embed_freqs: sinusoidal flow-time frequencies in ``φ`` (0: the raw ``tau`` only).
-        detach_latent: stop the gradient into the latent (done in :meth:`forward`).
+        detach_latent: stop the gradient into the latent (done in :meth:`forward`); off by
+            default, as :class:`GaussianPolicyNet`.
         input_norm: a module applied to the input first (see :class:`GaussianPolicyNet`).
         log_det: how :meth:`transport_with_log_det` gets the solve's log-determinant, one of
             :data:`~torchrl_flowmbpo.flows.LOG_DET_METHODS` (``"exact"``: the discrete solve's
             full Jacobian, so density and action agree for every integrator and step count).
-        velocity_init: one of :data:`VELOCITY_INITS`. ``"zero"`` zeroes the velocity net's last
-            layer, so the untrained velocity is 0 and the action is ``tanh(σ ε)``, as the Gaussian
-            actor's with ``μ = 0``; its first gradient step then moves that layer only.
+        velocity_init: one of :data:`VELOCITY_INITS`. ``"zero"`` (default, as
+            ``configs/actor/flow.yaml``) zeroes the velocity net's last layer, so the untrained
+            velocity is 0 and the action is ``tanh(σ ε)``, as the Gaussian actor's with ``μ = 0``;
+            its first gradient step then moves that layer only. ``"default"``: PyTorch's
+            initialisation.
 
     Examples:
         >>> net = FlowPolicyNet(32, 4, hidden=(64, 64))
@@ -193,9 +198,9 @@ class FlowPolicyNet(_FlooredLogStdPolicy):
         init_log_std: float = -1.0,
         min_log_std: float = -1.427,
         time_embed_freqs: int = 0,
-        detach_latent: bool = True,
+        detach_latent: bool = False,
         log_det: str = "exact",
-        velocity_init: str = "default",
+        velocity_init: str = "zero",
         input_norm: nn.Module | None = None,
     ) -> None:
         if log_det not in LOG_DET_METHODS:

@@ -51,8 +51,9 @@ class LatentWorldModel(nn.Module):
         encoder_units: hidden widths of the encoder.
         units: hidden widths of the dynamics / velocity net and of the heads.
         simnorm_group: SimNorm group size V.
-        reward_head: ``"scalar"`` (MSE on the reward) or ``"twohot"`` (soft cross-entropy on a
-            symlog-space two-hot of ``num_bins`` bins over ``reward_range``).
+        reward_head: ``"twohot"`` (default, as ``configs/world_model/*.yaml``: soft cross-entropy
+            on a symlog-space two-hot of ``num_bins`` bins over ``reward_range``) or
+            ``"scalar"`` (MSE on the reward, PWM's).
         num_bins: two-hot bins.
         reward_range: two-hot support bounds, in symlog space.
         termination_head: whether to model ``P(terminated | z, a)``.
@@ -68,7 +69,7 @@ class LatentWorldModel(nn.Module):
         encoder_units: Sequence[int] = (256,),
         units: Sequence[int] = (512, 512),
         simnorm_group: int = 8,
-        reward_head: str = "scalar",
+        reward_head: str = "twohot",
         num_bins: int = 101,
         reward_range: tuple[float, float] = (-10.0, 10.0),
         termination_head: bool = True,
@@ -182,8 +183,8 @@ class LatentWorldModel(nn.Module):
             >>> wm = PWMWorldModel(4, 2, latent_dim=16, units=(32,), encoder_units=(32,))
             >>> z = wm.encode(torch.randn(5, 4))
             >>> next_latent, reward_output, logit = wm.transition(z, torch.zeros(5, 2))
-            >>> next_latent.shape, reward_output.shape, logit.shape
-            (torch.Size([5, 16]), torch.Size([5, 1]), torch.Size([5, 1]))
+            >>> next_latent.shape, reward_output.shape, logit.shape  # 101 two-hot logits
+            (torch.Size([5, 16]), torch.Size([5, 101]), torch.Size([5, 1]))
         """
         next_latent = self.next(latent, action)
         reward_output = self.reward_output(latent, action)
