@@ -15,6 +15,8 @@ from torchrl_flowmbpo.envs.locomotion import make_env
 TASKS = {
     "cartpole": ("cartpole", {"episode_length": 12}),
     "cartpole_balance": ("cartpole", {"episode_length": 12, "start_angle": 0.0}),
+    # SHAC's: the simulator's state travels in the TensorDict, the clocks and noise in sim_state
+    "cartpole_differentiable": ("cartpole", {"episode_length": 12, "differentiable": True}),
     "ant": ("ant", {"episode_length": 12}),
 }
 NUM_ENVS, BEFORE, AFTER = 3, 7, 20

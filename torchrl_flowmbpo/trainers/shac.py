@@ -153,18 +153,15 @@ class SHACTrainer(TrainingLoop):
         checkpointer.bind_state("rollout", self._rollout_state, self._load_rollout_state)
 
     def _rollout_state(self) -> dict[str, Any]:
-        return {
-            "start": self.start.detach().clone(),
-            # The task env counts the steps of each episode itself (its truncation clock); the
-            # start's step_count is the StepCounter transform's, not that one.
-            "step_count": self.env.base_env._step_count.clone(),
-        }
+        # The task env keeps each episode's truncation clock and its reset-noise generator
+        # itself (the start's step_count is the StepCounter transform's, not that clock).
+        return {"start": self.start.detach().clone(), "env": self.env.base_env.sim_state()}
 
     def _load_rollout_state(self, state: Mapping[str, Any]) -> None:
         env = self.env
         # A copy on the env's device: a checkpoint's tensors are read-only memory maps on the CPU.
         self.start = TensorDict(state["start"], batch_size=env.batch_size).to(env.device).clone()
-        env.base_env._step_count.copy_(state["step_count"])
+        env.base_env.load_sim_state(TensorDict(state["env"], batch_size=[]))
 
     def _evaluate(self, metrics: dict[str, float]) -> None:
         self.eval_stats = self.evaluate()
