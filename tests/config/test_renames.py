@@ -1,4 +1,5 @@
-"""Checkpoints written before a key was renamed load under the new names."""
+"""Checkpoints written before a key was renamed load under the new names; model specs written
+before a key existed get the value their model was built with."""
 
 from __future__ import annotations
 
@@ -40,14 +41,26 @@ def test_an_old_checkpoint_file_loads_and_builds_its_models(tmp_path):
     world_model = build_world_model(specs["world_model"], 5, 1)
     actor = build_actor(specs["actor"], world_model.latent_dim, 1)
     assert (world_model.flow_steps, actor.module[0].module.flow_steps) == (3, 5)
+    # Built as before the keys existed, not with today's defaults (False, "zero").
+    assert actor.module[0].module.detach_latent is True
+    assert specs["actor"]["velocity_init"] == "default"
 
 
 def test_a_current_checkpoint_is_left_as_it_is():
-    state = {"specs": {"world_model": {"type": "flow", "flow_steps": 2}}, "config": {"seed": 0}}
-    assert upgrade_checkpoint(state) == {
-        "specs": {"world_model": {"type": "flow", "flow_steps": 2}},
+    actor = {"type": "flow", "detach_latent": False, "velocity_init": "zero"}
+    state = {
+        "specs": {"world_model": {"type": "flow", "flow_steps": 2}, "actor": dict(actor)},
         "config": {"seed": 0},
     }
+    assert upgrade_checkpoint(state) == {
+        "specs": {"world_model": {"type": "flow", "flow_steps": 2}, "actor": actor},
+        "config": {"seed": 0},
+    }
+
+
+def test_an_old_gaussian_actor_spec_gets_the_detached_input_only():
+    state = upgrade_checkpoint({"specs": {"actor": {"type": "gaussian", "hidden": [8]}}})
+    assert state["specs"]["actor"] == {"type": "gaussian", "hidden": [8], "detach_latent": True}
 
 
 def test_both_names_at_once_are_refused():

@@ -1,8 +1,10 @@
-"""Config keys that were renamed, and the upgrade of checkpoints that still use the old names.
+"""Config keys that were renamed or added, and the upgrade of checkpoints written before.
 
 A checkpoint stores the resolved config and the constructor specs of its models
 (``{"world_model": {"type": "flow", "flow_steps": 2, ...}, "env": {"kwargs": {...}}}``), so a
-key renamed in ``configs/`` is renamed in both when a checkpoint is loaded.
+key renamed in ``configs/`` is renamed in both when a checkpoint is loaded. A model spec
+written before a key existed gets the value its model was built with (the constructor default
+of that time), not today's default.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["RENAMED_KEYS", "upgrade_checkpoint"]
+__all__ = ["ADDED_KEYS", "RENAMED_KEYS", "upgrade_checkpoint"]
 
 #: Old dotted key -> new dotted key (``substeps`` meant two things: the flow integrator's step
 #: count and the simulator's physics substeps).
@@ -18,6 +20,13 @@ RENAMED_KEYS: dict[str, str] = {
     "world_model.substeps": "world_model.flow_steps",
     "actor.substeps": "actor.flow_steps",
     "env.kwargs.substeps": "env.kwargs.sim_substeps",
+}
+
+#: Spec key -> the value a model had before the key existed (both actors detached their input,
+#: PWM's stop-gradient; the FlowActor's velocity net had PyTorch's initialisation).
+ADDED_KEYS: dict[str, Any] = {
+    "actor.detach_latent": True,
+    "actor.velocity_init": "default",
 }
 
 
@@ -35,7 +44,9 @@ def _rename(tree: MutableMapping[str, Any], old: str, new: str) -> None:
 
 
 def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """Renames the old keys of :data:`RENAMED_KEYS` in a checkpoint's specs and config, in place.
+    """Renames the old keys of :data:`RENAMED_KEYS` in a checkpoint's specs and config, and
+    gives its model specs the :data:`ADDED_KEYS` they lack, in place (``velocity_init`` for a
+    flow actor only).
 
     Args:
         state: a loaded checkpoint; its ``"specs"`` and ``"config"`` entries, where present,
@@ -57,4 +68,9 @@ def upgrade_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
         if isinstance(tree, MutableMapping):
             for old, new in RENAMED_KEYS.items():
                 _rename(tree, old, new)
+    actor = (state.get("specs") or {}).get("actor")
+    if isinstance(actor, MutableMapping):
+        actor.setdefault("detach_latent", ADDED_KEYS["actor.detach_latent"])
+        if actor.get("type") == "flow":
+            actor.setdefault("velocity_init", ADDED_KEYS["actor.velocity_init"])
     return state
