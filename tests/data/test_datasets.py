@@ -146,6 +146,20 @@ def test_parts_concatenate_with_distinct_episode_ids(tmp_path):
     assert only.shape == (NUM_ENVS, 5) and int(only["collector", "traj_ids"].min()) == 0
 
 
+def test_max_frames_keeps_the_start_of_each_part(tmp_path):
+    for part in ("history", "noisy"):
+        rec = recorder(tmp_path, part)
+        rec.extend(ToyCollector().batch())
+        rec.commit()
+    full, _ = load_dataset(tmp_path)
+    early, _ = load_dataset(tmp_path, max_frames=3 * NUM_ENVS)
+    assert early.shape == (NUM_ENVS, 6)  # 3 rows of each part
+    assert torch.equal(early["observation"][:, :3], full["observation"][:, :3])
+    assert torch.equal(early["observation"][:, 3:], full["observation"][:, 5:8])
+    with pytest.raises(ValueError, match="max_frames=3 keeps less than one row of the 4 env"):
+        load_dataset(tmp_path, max_frames=3)
+
+
 def test_slices_never_cross_an_episode_boundary(tmp_path):
     data = recorded(tmp_path, 6)
     torch.manual_seed(0)

@@ -338,6 +338,7 @@ class PretrainDatasetConfig:
 
     path: str | None = MISSING  # required: checked by validate
     parts: list[str] | None = MISSING
+    max_frames: int | None = checked(optional(at_least(1), "every frame"))
     held_out_envs: int = checked(at_least(1))
 
 

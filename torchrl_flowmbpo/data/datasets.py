@@ -268,33 +268,44 @@ class DatasetRecorder:
 
 
 def load_dataset(
-    path: str | os.PathLike, parts: list[str] | None = None
+    path: str | os.PathLike, parts: list[str] | None = None, max_frames: int | None = None
 ) -> tuple[TensorDict, dict[str, Any]]:
     """Every committed row of a dataset (or of the named parts), in memory, ``[num_envs, T]``.
 
     Parts are concatenated in time in the order given (default: the manifest's order), each
     part's trajectory ids offset past the previous parts' so that no two episodes share one.
+    ``max_frames`` keeps each part's first frames only (a cut in time: of a training run's
+    history, its random and early stages); an episode running at the cut ends there, as the
+    episodes in progress at the end of a recording do.
 
     Args:
         path: the dataset directory.
         parts: the part names to load (default: all).
+        max_frames: the frames kept of each part, from its start (default: all).
 
     Returns:
         The data (``DATASET_KEYS``, env-major as a collector batch) and the manifest.
 
     Raises:
         DatasetError: for a missing dataset, an unknown part, or a dataset with no frames.
+        ValueError: for ``max_frames`` below one row of every env column.
     """
     manifest = read_manifest(path)
+    num_envs = manifest["num_envs"]
+    if max_frames is not None and max_frames < num_envs:
+        raise ValueError(
+            f"max_frames={max_frames} keeps less than one row of the {num_envs} env columns; "
+            f"use at least {num_envs} (or null: every frame)."
+        )
     known = [p["name"] for p in manifest["parts"]]
     names = known if parts is None else list(parts)
     unknown = sorted(set(names) - set(known))
     if unknown or not names:
         raise DatasetError(f"dataset {path} has parts {known}; asked for {names}.")
-    num_envs = manifest["num_envs"]
     chunks, offset = [], 0
     for name in names:
         frames = next(p["frames"] for p in manifest["parts"] if p["name"] == name)
+        frames = frames if max_frames is None else min(frames, max_frames)
         rows = TensorDict.load_memmap(Path(path) / name / "storage")[: frames // num_envs]
         rows = rows.select(*DATASET_KEYS).clone()  # in memory, off the file
         rows[TRAJ_KEY] += offset

@@ -58,7 +58,7 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> N
     """
     algo, horizon = cfg.algo, cfg.algo.horizon
     parts = None if cfg.dataset.parts is None else list(cfg.dataset.parts)
-    data, manifest = load_dataset(cfg.dataset.path, parts)
+    data, manifest = load_dataset(cfg.dataset.path, parts, cfg.dataset.max_frames)
     train, held_out = held_out_split(data, cfg.dataset.held_out_envs)
     reward_norm = make_reward_normalization(cfg).to(cfg.device)
     train_buffer = make_slice_buffer(
@@ -91,7 +91,11 @@ def pretrain_world_model(cfg: DictConfig, run_dir: Path, stop: StopSignals) -> N
         "world_model": spec,
         "env": {"name": manifest["task"], "kwargs": manifest["env_kwargs"]},
         "dims": {"observation": obs_dim, "action": action_dim},
-        "dataset": {"path": str(Path(cfg.dataset.path).resolve()), "parts": parts},
+        "dataset": {
+            "path": str(Path(cfg.dataset.path).resolve()),
+            "parts": parts,
+            "max_frames": cfg.dataset.max_frames,
+        },
     }
     counters = {"step": 0, "elapsed_s": 0.0, "skipped_steps": 0}
     log = MetricsCSV(run_dir / "metrics.csv")
