@@ -132,11 +132,16 @@ def test_uncommitted_rows_are_dropped_and_resumed_ids_are_new(tmp_path):
     assert data[:, 5:]["observation"][..., 0].eq(torch.arange(5).float()).all()
 
 
-def test_parts_concatenate_with_distinct_episode_ids(tmp_path):
+def record_two_parts(path) -> None:
+    """Parts "history" and "noisy", 5 rows each."""
     for part in ("history", "noisy"):
-        rec = recorder(tmp_path, part)
+        rec = recorder(path, part)
         rec.extend(ToyCollector().batch())
         rec.commit()
+
+
+def test_parts_concatenate_with_distinct_episode_ids(tmp_path):
+    record_two_parts(tmp_path)
     data, manifest = load_dataset(tmp_path)
     assert [p["name"] for p in manifest["parts"]] == ["history", "noisy"]
     assert data.shape == (NUM_ENVS, 10)
@@ -147,10 +152,7 @@ def test_parts_concatenate_with_distinct_episode_ids(tmp_path):
 
 
 def test_max_frames_keeps_the_start_of_each_part(tmp_path):
-    for part in ("history", "noisy"):
-        rec = recorder(tmp_path, part)
-        rec.extend(ToyCollector().batch())
-        rec.commit()
+    record_two_parts(tmp_path)
     full, _ = load_dataset(tmp_path)
     early, _ = load_dataset(tmp_path, max_frames=3 * NUM_ENVS)
     assert early.shape == (NUM_ENVS, 6)  # 3 rows of each part
