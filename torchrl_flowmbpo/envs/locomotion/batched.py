@@ -109,6 +109,11 @@ class SimStateMixin:
         place by the env, so :meth:`load_sim_state` can write them back)."""
         raise NotImplementedError
 
+    def _keeps_sim_state(self) -> bool:
+        """Whether the simulator's state lives in the env (``"sim"`` of :meth:`sim_state`);
+        an env that carries it in the TensorDict instead (a differentiable one) says False."""
+        return True
+
     def sim_state(self) -> TensorDict:
         """A copy of everything this env's next steps depend on.
 
@@ -138,7 +143,9 @@ class SimStateMixin:
             True
         """
         state = {name: buffer.clone() for name, buffer in self._state_buffers().items()}
-        state.update(sim=self.sim.state(), generator=self._rng.get_state())
+        state["generator"] = self._rng.get_state()
+        if self._keeps_sim_state():
+            state["sim"] = self.sim.state()
         return TensorDict(state, batch_size=[])
 
     def load_sim_state(self, state: TensorDictBase) -> None:
@@ -152,5 +159,6 @@ class SimStateMixin:
             ValueError: a tensor of ``state`` does not have this env's shape.
         """
         copy_state(self._state_buffers(), state, type(self).__name__)
-        self.sim.load_state(state.get("sim"))
+        if self._keeps_sim_state():
+            self.sim.load_state(state.get("sim"))
         self._rng.set_state(state.get("generator").cpu())

@@ -24,7 +24,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
@@ -40,7 +40,6 @@ from torchrl_flowmbpo.envs.locomotion.batched import (
 from torchrl_flowmbpo.envs.locomotion.differentiable import DifferentiableSimulator
 from torchrl_flowmbpo.envs.locomotion.simulator import (
     NewtonSimulator,
-    copy_state,
     newton_asset,
     out_of_range,
 )
@@ -239,21 +238,8 @@ class CartPoleEnv(SimStateMixin, EnvBase):
             return {"step_count": self._step_count}
         return {"step_count": self._step_count, "observation": self._obs}
 
-    def sim_state(self) -> TensorDict:
-        """:meth:`SimStateMixin.sim_state`; a differentiable cartpole carries the simulator's
-        state in the TensorDict, so only its episode clocks and reset-noise generator are here."""
-        if not self.differentiable:
-            return super().sim_state()
-        state = {name: buffer.clone() for name, buffer in self._state_buffers().items()}
-        return TensorDict({**state, "generator": self._rng.get_state()}, batch_size=[])
-
-    def load_sim_state(self, state: TensorDictBase) -> None:
-        """:meth:`SimStateMixin.load_sim_state`, for either kind of cartpole."""
-        if not self.differentiable:
-            super().load_sim_state(state)
-            return
-        copy_state(self._state_buffers(), state, type(self).__name__)
-        self._rng.set_state(state.get("generator").cpu())
+    def _keeps_sim_state(self) -> bool:
+        return not self.differentiable
 
     # ----------------------------------------------------------------- specs
     def _make_specs(self) -> None:
