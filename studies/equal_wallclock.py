@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from learning_report import TIME_METRIC, bootstrap, find_runs
-from rliable import metrics as rly_metrics
+from learning_report import TIME_METRIC, find_runs, iqm_interval
 
 
 @dataclass(frozen=True)
@@ -91,9 +90,7 @@ def compare(
         end = min(float(x[-1]) for x, _ in curves[variant])
         frames = min(rates[variant] * budget, end)
         values = np.array([np.interp(frames, x, y) for x, y in curves[variant]])
-        (iqm,), ((low,), (high,)) = bootstrap(
-            values[:, None], lambda s: np.array([rly_metrics.aggregate_iqm(s)]), reps, seed
-        )
+        iqm, low, high = iqm_interval(values, reps, seed)
         rows.append(
             WallclockRow(
                 variant,
@@ -101,8 +98,8 @@ def compare(
                 frames,
                 rates[variant] * budget > end,
                 tuple(float(v) for v in values),
-                float(iqm),
-                (float(low), float(high)),
+                iqm,
+                (low, high),
             )
         )
     return budget, rows

@@ -285,6 +285,14 @@ def bootstrap(
     return point["runs"], interval["runs"]
 
 
+def iqm_interval(values: np.ndarray, reps: int, seed: int) -> tuple[float, float, float]:
+    """rliable's IQM of per-seed ``values`` ``[seeds]`` and its 95 % bootstrap CI bounds."""
+    (iqm,), ((low,), (high,)) = bootstrap(
+        values[:, None], lambda s: np.array([rly_metrics.aggregate_iqm(s)]), reps, seed
+    )
+    return float(iqm), float(low), float(high)
+
+
 def mean_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]], reps: int, seed: int) -> Curve:
     """Aligned mean of per-seed curves with a pointwise bootstrap CI of the mean."""
     grid, values = align(curves)
@@ -350,9 +358,7 @@ def analyse_group(
     curves = [(x[x <= end], y[x <= end]) for x, y in curves]
     final = np.array([final_value(x, y, end, last_k) for x, y in curves])
     initial = np.array([y[0] for _, y in curves])
-    (iqm,), ((low,), (high,)) = bootstrap(
-        final[:, None], lambda s: np.array([rly_metrics.aggregate_iqm(s)]), reps, seed
-    )
+    iqm, low, high = iqm_interval(final, reps, seed)
     length_metric = episode_length_metric(metric)
     lengths = [run.read(length_metric) for run in runs]
     if any(length is None for length in lengths):
@@ -369,9 +375,9 @@ def analyse_group(
         variant=runs[0].variant,
         seeds=len(runs),
         frames=int(end),
-        final_iqm=float(iqm),
-        ci_low=float(low),
-        ci_high=float(high),
+        final_iqm=iqm,
+        ci_low=low,
+        ci_high=high,
         final_episode_length=float(np.mean(lengths)),
         collapsed=count_collapsed(initial, final, collapse_fraction),
         steps=steps,
