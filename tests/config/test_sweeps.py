@@ -8,10 +8,10 @@ from hydra import compose, initialize_config_dir
 from torchrl_flowmbpo.config import CONFIG_DIR, register_configs
 
 
-def _compose(*overrides: str):
+def _compose(*overrides: str, config: str = "config"):
     register_configs()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+        return compose(config, overrides=list(overrides), return_hydra_config=True)
 
 
 def test_local_sweep_uses_joblib_with_one_thread_per_run() -> None:
@@ -20,6 +20,13 @@ def test_local_sweep_uses_joblib_with_one_thread_per_run() -> None:
     assert cfg.hydra.launcher.n_jobs * cfg.threads == 2  # the two cores of a CI machine
     assert cfg.hydra.sweep.dir == "sweeps/cartpole_balance"
     assert cfg.hydra.sweep.subdir == "flow_wm/seed3"
+
+
+def test_sac_takes_the_same_sweep_bundle_without_a_plus() -> None:
+    cfg = _compose("sweep=local", "env=anymal", "seed=2", config="sac")
+    assert cfg.hydra.launcher._target_.endswith("joblib_launcher.JoblibLauncher")
+    assert (cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir) == ("sweeps/anymal", "sac/seed2")
+    assert cfg.threads == 1
 
 
 @pytest.mark.parametrize(("env", "folder"), [("cartpole", "cartpole"), ("anymal", "anymal")])
