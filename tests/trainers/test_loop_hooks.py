@@ -1,6 +1,6 @@
 """The hooks of SAC's and SHAC's loops: an op registered on a stage sees the stage's arguments,
-and a dict it returns lands in the logged metrics; a run stopped mid-loop closes its progress
-bar (the stop's message then starts a line of its own)."""
+and a dict it returns lands in the logged metrics; a run of any loop (PWM's too) stopped mid-loop
+closes its progress bar (the stop's message then starts a line of its own)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hydra import compose, initialize_config_dir
 from tensordict import TensorDictBase
 from tqdm import tqdm
 
+from torchrl_flowmbpo.trainers import build_pwm_trainer
 from torchrl_flowmbpo.trainers.run_guard import RunGuard, RunStopped
 from torchrl_flowmbpo.trainers.sac import build_sac_trainer
 from torchrl_flowmbpo.trainers.shac import build_shac_trainer
@@ -45,6 +46,13 @@ SHAC = (
     "+env.kwargs.episode_length=10",
     "algo.horizon=8",
     "collector.total_frames=48",
+    "algo.critic_iterations=1",
+)
+#: The first batch (2 cartpoles x 16 steps) random, one warm-up step, then the stop.
+PWM = (
+    "collector.init_random_frames=32",
+    "algo.wm_warmup_steps=1",
+    "algo.wm_batch_slices=4",
     "algo.critic_iterations=1",
 )
 
@@ -135,9 +143,20 @@ class ClosedBars(tqdm):
         super().close()
 
 
-@pytest.mark.parametrize("loop", sorted(LOOPS))
+def build_pwm(cfg, run_dir: Path):
+    trainer, _ = build_pwm_trainer(cfg, run_dir)
+    return trainer
+
+
+STOPPED_LOOPS = {
+    **{loop: spec[:3] for loop, spec in LOOPS.items()},
+    "pwm": ("config", PWM, build_pwm),
+}
+
+
+@pytest.mark.parametrize("loop", sorted(STOPPED_LOOPS))
 def test_a_run_stopped_mid_loop_closes_its_progress_bar(tmp_path, loop, monkeypatch):
-    name, overrides, build, *_ = LOOPS[loop]
+    name, overrides, build = STOPPED_LOOPS[loop]
     ClosedBars.made = []
     monkeypatch.setattr(
         importlib.import_module(f"torchrl_flowmbpo.trainers.{loop}"), "tqdm", ClosedBars
@@ -150,4 +169,7 @@ def test_a_run_stopped_mid_loop_closes_its_progress_bar(tmp_path, loop, monkeypa
     trainer.register_op("post_steps_log", stop)
     with pytest.raises(RunStopped):
         trainer.train(RunGuard(trainer.checkpointer, StopSignals()))
-    assert len(ClosedBars.made) == 1 and ClosedBars.made[0].was_closed
+    # PWM's world-model warm-up has a bar of its own, beside the run's.
+    run_bars = [bar for bar in ClosedBars.made if bar.desc != "world-model warm-up"]
+    assert len(run_bars) == 1
+    assert all(bar.was_closed for bar in ClosedBars.made)

@@ -205,7 +205,6 @@ class PWMTrainer(TrainingLoop):
         counters = self.counters
         if counters["frames"] >= self.total_frames:
             return  # a finished run, or one killed after its last batch: nothing to collect
-        progress = tqdm(total=self.total_frames, initial=counters["frames"], unit="frames")
         start_frames = counters["frames"]
         self.clock = clock = RunClock(counters)
         # A resumed buffer holds the frames of the sessions before (a fresh one: none).
@@ -213,7 +212,8 @@ class PWMTrainer(TrainingLoop):
         self.checkpointer.restore_rng()  # last: the objects built before drew from the RNGs
         guard.skips.observe(sum(self.updater.skipped_steps.values()))
         last_return = float("nan")
-        try:  # the bar closes on a stop too: the stop's line then starts a line of its own
+        # The bar closes on a stop too: the stop's line then starts a line of its own.
+        with tqdm(total=self.total_frames, initial=start_frames, unit="frames") as progress:
             for data in self.collector:
                 frames = data.numel()
                 counters["frames"] += frames
@@ -242,8 +242,6 @@ class PWMTrainer(TrainingLoop):
                 )
                 clock.tick()  # the evaluation above included: a resume never steps back
                 guard.after_iteration(skipped_total=sum(self.updater.skipped_steps.values()))
-        finally:
-            progress.close()
         self.checkpointer.unbind_collector()  # its state outlives it in later checkpoints
         self.collector.shutdown()
         self.call_hooks("shutdown")
