@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchrl_flowmbpo.compare import ConfigSourceError, differing_keys, flatten, load_config, main
+from torchrl_flowmbpo.compare import (
+    ABSENT,
+    ConfigSourceError,
+    differing_across,
+    differing_keys,
+    flatten,
+    load_config,
+    main,
+)
+from torchrl_flowmbpo.config.renames import ADDED_KEYS
 from torchrl_flowmbpo.provenance import start_run
 
 
@@ -86,3 +95,21 @@ def test_bad_sources_are_refused_in_one_line(tmp_path: Path, capsys, content, re
 def test_unknown_source_names_what_is_allowed(capsys) -> None:
     assert main(["nowhere", "nowhere"]) == 2
     assert "run directory, a checkpoint, a YAML file or Hydra overrides" in capsys.readouterr().err
+
+
+def test_a_key_added_later_as_null_does_not_split_a_group() -> None:
+    old = {"seed": 0, "replay_buffer": {"size": 10}}
+    new = {"seed": 1, "replay_buffer": {"size": 10, "offline_data": None}}
+    assert differing_across({"old": old, "new": new}) == {}
+    new["replay_buffer"]["offline_data"] = "runs/datasets/anymal_sac"
+    assert differing_across({"old": old, "new": new}) == {
+        "replay_buffer.offline_data": {"old": ABSENT, "new": "runs/datasets/anymal_sac"}
+    }
+
+
+@pytest.mark.parametrize(("value", "differs"), [(True, False), (False, True), (None, True)])
+def test_an_absent_added_key_counts_as_the_value_runs_had_before_it(value, differs) -> None:
+    old = {"actor": {"type": "gaussian"}}
+    new = {"actor": {"type": "gaussian", "detach_latent": value}}
+    assert ADDED_KEYS["actor.detach_latent"] is True  # before the key, the input was detached
+    assert bool(differing_across({"old": old, "new": new})) == differs

@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 from torchrl.checkpoint import Checkpoint, CheckpointError
 
 from torchrl_flowmbpo.config import CONFIG_DIR, register_configs
+from torchrl_flowmbpo.config.renames import ADDED_KEYS
 from torchrl_flowmbpo.provenance import CONFIG_FILE
 from torchrl_flowmbpo.serialization import UnreadableFileError, load_weights_only
 
@@ -78,11 +79,16 @@ def differing_across(
     """Keys whose values differ among several configs: ``{key: {name: value}}``.
 
     ``allowed`` keys (e.g. the seed, in a group of seeds of one variant) and Hydra's keys are
-    not reported.
+    not reported. A key that a config lacks (a run from before the key existed) counts as the
+    value runs had before it: :data:`~torchrl_flowmbpo.config.renames.ADDED_KEYS`' value, else
+    null (keys are added as null when null keeps the old behaviour), so the seeds of one
+    variant run at two commits still form one group.
 
     Examples:
         >>> differing_across({"s0": {"seed": 0, "lr": 1}, "s1": {"seed": 1, "lr": 2}})
         {'lr': {'s0': 1, 's1': 2}}
+        >>> differing_across({"old": {"lr": 1}, "new": {"lr": 1, "offline_data": None}})
+        {}
     """
     flat = {name: flatten(config) for name, config in configs.items()}
     keys = sorted(set().union(*flat.values())) if flat else []
@@ -91,7 +97,9 @@ def differing_across(
         if key in allowed or key.startswith("hydra."):
             continue
         values = {name: tree.get(key, ABSENT) for name, tree in flat.items()}
-        if len({repr(value) for value in values.values()}) > 1:
+        before = ADDED_KEYS.get(key)
+        effective = {repr(before if value == ABSENT else value) for value in values.values()}
+        if len(effective) > 1:
             report[key] = values
     return report
 
