@@ -98,7 +98,7 @@ def differing_across(
             continue
         values = {name: tree.get(key, ABSENT) for name, tree in flat.items()}
         before = ADDED_KEYS.get(key)
-        effective = {repr(before if value == ABSENT else value) for value in values.values()}
+        effective = {repr(before if value is ABSENT else value) for value in values.values()}
         if len(effective) > 1:
             report[key] = values
     return report
